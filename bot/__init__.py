@@ -1,0 +1,1 @@
+"""The process that faces the chat platforms (and the console)."""

@@ -1,0 +1,24 @@
+"""The composition root: settings in, a running Touchline out (production and tests build it the same way)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from bot.config import Settings
+from handlers import directory
+from handlers.context import Context, utcnow
+from storage.database import Database, ensure_migrated
+
+
+def build_context(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Context:
+    """Connect to the migrated database and bring the directory in line with app.yaml."""
+    db = Database.from_url(settings.env.database_url)
+    try:
+        ensure_migrated(db.engine)
+        ctx = Context(db=db, org=settings.org, clock=clock)
+        directory.sync(ctx)
+    except BaseException:
+        db.dispose()
+        raise
+    return ctx

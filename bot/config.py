@@ -1,0 +1,206 @@
+"""`app.yaml` and the environment, validated into one `Settings`, with errors naming line and fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from handlers.organisation import Organisation, OrganisationInvalid, Problem, parse_organisation
+
+MAX_CONFIG_BYTES = 2_000_000
+
+
+class ConfigError(Exception):
+    """Touchline cannot start with this configuration; the message lists every problem found."""
+
+
+class Environment(BaseSettings):
+    """Secrets and deployment settings; they come from the environment only, never from app.yaml."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    database_url: str = "sqlite:///touchline.db"
+    touchline_config: Path = Path("app.yaml")
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str | None = None
+    microsoft_app_id: str | None = None
+    microsoft_app_password: SecretStr | None = None
+    microsoft_app_tenant_id: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=3978, ge=1, le=65535)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def slack_configured(self) -> bool:
+        return self.slack_bot_token is not None and self.slack_signing_secret is not None
+
+    @property
+    def teams_configured(self) -> bool:
+        return bool(self.microsoft_app_id) and self.microsoft_app_password is not None
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Environment
+    org: Organisation
+    config_path: Path
+
+
+def load_environment() -> Environment:
+    try:
+        return Environment()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            variable = str(error["loc"][0]).upper() if error["loc"] else "environment"
+            # Never echo the value: it may be a secret pasted into the wrong variable.
+            lines.append(f"{variable}: {error['msg']}")
+        raise ConfigError("The environment is not valid:\n  " + "\n  ".join(lines)) from None
+
+
+def load_settings(config_path: Path | None = None) -> Settings:
+    env = load_environment()
+    path = config_path or env.touchline_config
+    return Settings(env=env, org=load_organisation(path), config_path=path)
+
+
+def load_organisation(path: Path) -> Organisation:
+    """Read and validate `app.yaml`; a `ConfigError` says where each problem is and how to fix it."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size:,} bytes is too large for a configuration file.")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file. Copy the shipped app.yaml or set TOUCHLINE_CONFIG to its path."
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}).") from None
+    return parse_organisation_text(text, name=str(path))
+
+
+def parse_organisation_text(text: str, *, name: str = "app.yaml") -> Organisation:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{name}:{mark.line + 1}" if mark else name
+        raise ConfigError(
+            f"{where}: this is not valid YAML ({exc.problem or exc.context}). "
+            "Check the indentation and quoting around that line."
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: this is not valid YAML ({exc}).") from None
+    problems = _duplicate_keys(root, ())
+    try:
+        org = parse_organisation(data if data is not None else {})
+    except OrganisationInvalid as invalid:
+        problems += invalid.problems
+        org = None
+    if problems:
+        lines = [_describe(problem, root, name) for problem in problems]
+        count = f"{len(lines)} problems" if len(lines) > 1 else "1 problem"
+        raise ConfigError(f"{name} has {count}:\n  " + "\n  ".join(lines))
+    assert org is not None
+    return org
+
+
+def _describe(problem: Problem, root: yaml.Node | None, name: str) -> str:
+    path = tuple(p for p in problem.path if p != "[key]")
+    line = _line_of(root, path)
+    where = f"{name}:{line}" if line else name
+    return f"{where}: {format_path(path)}: {problem.message}" if path else f"{where}: {problem.message}"
+
+
+def format_path(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(node: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
+    """The 1-based line where `path` is written, or the closest enclosing one that exists."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in path:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if str(key_node.value) == str(part):
+                    line = key_node.start_mark.line + 1
+                    child = value_node
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            return line
+        node = child
+    return line
+
+
+def _duplicate_keys(node: yaml.Node | None, path: tuple[str | int, ...]) -> list[Problem]:
+    # YAML silently keeps the last of two equal keys; in a config file that hides a mistake.
+    problems: list[Problem] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                problems.append(
+                    Problem(
+                        (*path, key),
+                        f"{key!r} appears twice (first on line {seen[key]}); keep one of them",
+                    )
+                )
+            seen.setdefault(key, key_node.start_mark.line + 1)
+            problems += _duplicate_keys(value_node, (*path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            problems += _duplicate_keys(item, (*path, i))
+    return problems
+
+
+def summary(settings: Settings) -> str:
+    """What `touchline check` prints: the organisation as Touchline understood it."""
+    org, env = settings.org, settings.env
+    lines = [f"{settings.config_path} is valid: {org.organisation.name} ({org.organisation.timezone})"]
+    lines.append(f"  people: {len(org.people)}")
+    for role in ("leader", "marketer", "rep", "admin"):
+        refs: list[Any] = org.roles.get(role, [])
+        names = [org.people[r].name if r in org.people else r for r in refs]
+        lines.append(f"  {role}s: {len(refs)}" + (f" ({', '.join(names)})" if names else ""))
+    lines.append(f"  audiences: {len(org.audiences)}")
+    for key, audience in org.audiences.items():
+        platforms: dict[str, int] = {}
+        for target in audience.targets:
+            platform = target.split(":", 1)[0]
+            platforms[platform] = platforms.get(platform, 0) + 1
+        where = ", ".join(f"{n} {p}" for p, n in platforms.items())
+        lines.append(f"    {key}: {where}; {len(audience.members)} members listed")
+    lines.append(f"  reactions: {', '.join(f':{e}: = {a}' for e, a in org.reactions.items())}")
+    lines.append(f"  acknowledgement reminder after: {org.strategy.remind_after}")
+    lines.append(f"  surveys: {', '.join(org.surveys) or 'none'}")
+    lines.append(f"  digest: {'to ' + ', '.join(org.digest.recipients) if org.digest else 'none'}")
+    lines.append(f"  objection themes: {', '.join(org.objections.themes) or 'none'}")
+    lines.append("  platforms: console")
+    ignored = [p for p, on in (("Slack", env.slack_configured), ("Teams", env.teams_configured)) if on]
+    if ignored:
+        lines.append(
+            f"  note: {' and '.join(ignored)} credentials are set, but this version serves the console only"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""A terminal platform for trying Touchline with no workspace at all."""

@@ -1,0 +1,1 @@
+"""What Touchline does, platform-neutral: one module per feature."""

@@ -1,0 +1,114 @@
+"""Checking submitted form values against the form that asked for them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any, NoReturn
+
+from handlers.context import FormErrors
+from handlers.ui import Form, FormField
+
+Clean = dict[str, Any]
+
+
+def clean(form: Form, values: Mapping[str, Any]) -> Clean:
+    """The submitted values, trimmed and typed (`date` fields become dates), or `FormErrors`.
+
+    Missing required fields, oversized text, unknown options and malformed dates are all
+    reported at once, so the person fixes everything in one go.
+    """
+    result: Clean = {}
+    errors: dict[str, str] = {}
+    for field in form.fields:
+        try:
+            result[field.name] = _clean_field(field, values.get(field.name))
+        except ValueError as exc:
+            errors[field.name] = str(exc)
+    if errors:
+        raise FormErrors(errors)
+    return result
+
+
+def _clean_field(field: FormField, raw: Any) -> Any:
+    if field.kind == "checkbox":
+        return _truthy(raw)
+    if field.kind == "select" and field.multiple:
+        return _choices(field, raw)
+    if raw is None:
+        raw = ""
+    if isinstance(raw, list):
+        if len(raw) > 1:
+            raise ValueError("give a single value")
+        raw = raw[0] if raw else ""
+    if not isinstance(raw, str):
+        raise ValueError("expected text")
+    if field.max_length is not None and len(raw) > 4 * field.max_length + 100:
+        _too_long(field, len(raw))  # far over the limit: refuse before any further work
+    text = _normalise_text(raw)
+    if not text:
+        if field.required:
+            raise ValueError(f"{field.label} is required")
+        return None
+    if field.max_length is not None and len(text) > field.max_length:
+        _too_long(field, len(text))
+    if field.kind == "date":
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a date; write it as YYYY-MM-DD") from None
+    if field.kind == "select":
+        allowed = {o.value for o in field.options}
+        if text not in allowed:
+            raise ValueError(f"choose one of: {', '.join(sorted(allowed))}")
+    return text
+
+
+def _too_long(field: FormField, length: int) -> NoReturn:
+    raise ValueError(
+        f"{field.label} is {length:,} characters; the limit is {field.max_length:,}. Please shorten it."
+    )
+
+
+def _choices(field: FormField, raw: Any) -> list[str]:
+    if raw is None or raw == "":
+        items: list[Any] = []
+    elif isinstance(raw, str):
+        items = [part.strip() for part in raw.split(",")]
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        raise ValueError("expected a list of choices")
+    if len(items) > max(len(field.options), 1):
+        raise ValueError(f"choose at most {len(field.options)}")
+    allowed = {o.value for o in field.options}
+    chosen: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError("expected a list of choices")
+        item = item.strip()
+        if not item:
+            continue
+        if item not in allowed:
+            raise ValueError(f"{item[:40]!r} is not one of: {', '.join(sorted(allowed))}")
+        if item not in chosen:
+            chosen.append(item)
+    if field.required and not chosen:
+        raise ValueError(f"choose at least one {field.label.lower().rstrip('s')}")
+    return chosen
+
+
+def _truthy(raw: Any) -> bool:
+    if isinstance(raw, list):
+        return bool(raw)
+    if isinstance(raw, bool):
+        return raw
+    return str(raw).strip().lower() in {"true", "yes", "y", "1", "on"}
+
+
+def _normalise_text(raw: str) -> str:
+    # Unify line endings and drop control characters other than line breaks and tabs:
+    # they are invisible in chat and can break a platform's rendering.
+    raw = raw.replace("\r\n", "\n").replace("\r", "\n")
+    kept = "".join(ch for ch in raw if ch in "\n\t" or (ch >= " " and ch != "\x7f"))
+    return "\n".join(line.rstrip() for line in kept.split("\n")).strip()

@@ -1,0 +1,131 @@
+"""The one way in: every platform turns its events into `command`, `action`, `submit` or `reaction`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlmodel import Session
+
+from handlers import help, strategy
+from handlers.context import Actor, Context, FormErrors, PostRef, Refusal
+from handlers.ui import Reply
+from storage import outbox
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Session, Context, Actor], Reply]
+
+COMMANDS: dict[str, Callable[[Session, Context, Actor, str], Reply]] = {
+    "strategy": strategy.on_command,
+}
+ACTIONS: dict[str, Callable[[Session, Context, Actor, str], Reply]] = {
+    strategy.ACK: strategy.acknowledge,
+    strategy.ASK: lambda s, c, a, v: Reply(form=strategy.question_form(s, v, concern=False)),
+    strategy.CONCERN: lambda s, c, a, v: Reply(form=strategy.question_form(s, v, concern=True)),
+    strategy.ANSWER: lambda s, c, a, v: Reply(form=strategy.answer_form(s, c, a, v)),
+}
+FORMS: dict[str, Callable[[Session, Context, Actor, Mapping[str, Any]], Reply]] = {
+    strategy.ANNOUNCE_FORM: strategy.announce,
+    strategy.QUESTION_FORM: strategy.ask,
+    strategy.ANSWER_FORM: strategy.answer,
+}
+# What a reaction means, per kind of post: (reaction action, added) -> button action.
+REACTIONS: dict[tuple[str, str, bool], Callable[[Session, Context, Actor, str], Reply]] = {
+    ("decision", "got-it", True): strategy.acknowledge,
+    ("decision", "got-it", False): strategy.withdraw_acknowledgement,
+}
+# Platforms name emoji differently; reactions in app.yaml use Slack's short names.
+EMOJI_NAMES = {
+    "✅": "white_check_mark",
+    "✔️": "heavy_check_mark",
+    "✔": "heavy_check_mark",
+    "👍": "+1",
+    "👎": "-1",
+    "❓": "question",
+    "like": "+1",
+}
+MAX_COMMAND_TEXT = 4000
+
+
+def command(ctx: Context, actor: Actor, name: str, text: str) -> Reply:
+    """`/strategy show 3` arrives as `command(actor, "strategy", "show 3")`."""
+    name = name.strip().lstrip("/").lower()
+    if len(text) > MAX_COMMAND_TEXT:
+        return Reply(
+            text=f"That is {len(text):,} characters; commands take at most {MAX_COMMAND_TEXT:,}. "
+            "Please shorten it."
+        )
+    handler = COMMANDS.get(name)
+    if handler is None:
+        return _run(
+            ctx,
+            lambda s: help.overview(
+                ctx, actor, unknown="" if name in ("help", "touchline", "") else f"/{name}"
+            ),
+        )
+    return _run(ctx, lambda s: handler(s, ctx, actor, text))
+
+
+def action(ctx: Context, actor: Actor, action_id: str, value: str) -> Reply:
+    """A button on one of Touchline's cards was pressed."""
+    handler = ACTIONS.get(action_id)
+    if handler is None:
+        return Reply(text="That button no longer does anything. /help lists what you can do.")
+    return _run(ctx, lambda s: handler(s, ctx, actor, value))
+
+
+def submit(ctx: Context, actor: Actor, form_id: str, values: Mapping[str, Any]) -> Reply:
+    """A form Touchline opened was submitted (the form's `state` is merged into `values`)."""
+    handler = FORMS.get(form_id)
+    if handler is None:
+        return Reply(text="That form has expired. Please start again from the command.")
+    return _run(ctx, lambda s: handler(s, ctx, actor, values))
+
+
+def reaction(ctx: Context, actor: Actor, post: PostRef, emoji: str, added: bool) -> Reply:
+    """An emoji reaction on a Touchline post, mapped through `reactions:` in app.yaml.
+
+    Reactions that mean nothing here, or on posts that are not Touchline's, are ignored:
+    people react to messages for many reasons.
+    """
+    meaning = ctx.org.reactions.get(normalise_emoji(emoji))
+    if meaning is None:
+        return Reply()
+
+    def handle(session: Session) -> Reply:
+        row = outbox.find_post(
+            session, platform=post.platform, address=post.address, message_ref=post.message_ref
+        )
+        if row is None:
+            return Reply()
+        kind, _, subject_id = row.subject.partition(":")
+        handler = REACTIONS.get((kind, meaning, added))
+        return handler(session, ctx, actor, subject_id) if handler else Reply()
+
+    return _run(ctx, handle)
+
+
+def normalise_emoji(emoji: str) -> str:
+    name = emoji.strip().strip(":").split("::", 1)[0]  # drop Slack's ::skin-tone-N
+    return EMOJI_NAMES.get(name, name)
+
+
+def _run(ctx: Context, body: Callable[[Session], Reply]) -> Reply:
+    """One unit of work: all of it is stored, or, on a refusal or a failure, none of it."""
+    try:
+        with ctx.db.session() as session:
+            return body(session)
+    except Refusal as refusal:
+        return Reply(text=refusal.message)
+    except FormErrors as invalid:
+        return Reply(errors=invalid.errors)
+    except Exception:
+        reference = secrets.token_hex(4)
+        log.exception("handler failed (reference %s)", reference)
+        return Reply(
+            text="Something went wrong on Touchline's side and nothing was saved. Please try "
+            f"again; if it keeps happening, tell your admin the reference {reference}."
+        )

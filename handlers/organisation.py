@@ -1,0 +1,311 @@
+"""The organisation Touchline serves, as `app.yaml` describes it: people, roles, audiences and the rest."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+
+Role = Literal["leader", "marketer", "rep", "admin"]
+ROLES: tuple[Role, ...] = ("leader", "marketer", "rep", "admin")
+PLATFORMS = ("slack", "teams", "console")
+# What an emoji reaction on a Touchline post can mean; later features add theirs.
+REACTION_ACTIONS = ("got-it",)
+
+KEY = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
+SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{8,11}$")
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{8,11}$")
+TEAMS_CONVERSATION = re.compile(r"^(19:|a:)\S+$")
+TEAMS_USER = re.compile(
+    r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|29:\S+)$"
+)
+CONSOLE_CHANNEL = re.compile(r"^#[a-z0-9][a-z0-9_-]{0,62}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DURATION = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
+DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class Problem(Exception):
+    """One thing wrong in `app.yaml`: where (a key path) and what to do about it."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+class OrganisationInvalid(Exception):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(p.message for p in problems))
+        self.problems = problems
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`"2d"` -> two days; units m, h, d, w."""
+    if isinstance(value, timedelta):
+        return value
+    match = DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration (write a number and a unit: 90m, 36h, 2d, 1w)")
+    amount, unit = match.groups()
+    return timedelta(**{DURATION_UNITS[unit]: int(amount)})
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{value!r} is not a time zone (use an IANA name such as Europe/Berlin or America/New_York)"
+        ) from None
+    return value
+
+
+def _cron(value: str) -> str:
+    # Five fields as in crontab; APScheduler's parser is the one the scheduler will use.
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise ValueError(
+            f'{value!r} is not a cron expression ({exc}; e.g. "0 9 * * MON" is Mondays at 09:00)'
+        ) from None
+    return value
+
+
+def _key(value: str) -> str:
+    if not KEY.match(value):
+        raise ValueError(
+            f"{value!r} is not a usable name (lower-case letters, digits, '.', '-' or '_', "
+            "starting with a letter)"
+        )
+    return value
+
+
+def _target(value: str) -> str:
+    platform, _, address = value.partition(":")
+    if platform == "console":
+        if not CONSOLE_CHANNEL.match(address):
+            raise ValueError(f'"{value}" is not a console channel (expected console:#name)')
+    elif platform == "slack":
+        if not SLACK_CHANNEL.match(address):
+            raise ValueError(
+                f'"{value}" is not a Slack channel id (expected C/G + 8-11 characters, '
+                "e.g. slack:C0123456789; copy it from the channel's details in Slack)"
+            )
+    elif platform == "teams":
+        if not TEAMS_CONVERSATION.match(address):
+            raise ValueError(
+                f'"{value}" is not a Teams conversation id (expected teams:19:...@thread.tacv2 '
+                "for a channel or teams:19:...@thread.v2 for a group chat)"
+            )
+    else:
+        raise ValueError(
+            f'"{value}" does not name a platform (write console:#name, slack:C... or teams:19:...)'
+        )
+    return value
+
+
+def _person_ref(value: str) -> str:
+    kind, sep, rest = value.partition(":")
+    if not sep:
+        return _key(value)
+    if kind == "email" and EMAIL.match(rest):
+        return value
+    if kind == "slack" and SLACK_USER.match(rest):
+        return value
+    if kind == "teams" and TEAMS_USER.match(rest):
+        return value
+    raise ValueError(
+        f'"{value}" does not name a person (write a key from people:, email:name@company.com, '
+        "slack:U0123456789 or teams:<AAD object id>)"
+    )
+
+
+def _listify(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Key = Annotated[str, AfterValidator(_key)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+Cron = Annotated[str, AfterValidator(_cron)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Target = Annotated[str, AfterValidator(_target)]
+PersonRef = Annotated[str, AfterValidator(_person_ref)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class About(Strict):
+    name: str = Field(min_length=1, max_length=80)
+    timezone: TimeZoneName = "UTC"
+
+
+class Person(Strict):
+    name: str = Field(min_length=1, max_length=80)
+    email: str | None = Field(default=None, pattern=EMAIL.pattern)
+    timezone: TimeZoneName | None = None
+    slack: str | None = Field(default=None, pattern=SLACK_USER.pattern)
+    teams: str | None = Field(default=None, pattern=TEAMS_USER.pattern)
+
+
+class Audience(Strict):
+    label: str = Field(default="", max_length=80)
+    targets: Annotated[list[Target], BeforeValidator(_listify)] = Field(min_length=1)
+    members: Annotated[list[PersonRef], BeforeValidator(_listify)] = []
+
+
+class StrategySettings(Strict):
+    # How long people have to acknowledge a decision before they get one reminder.
+    remind_after: Duration = timedelta(days=2)
+
+
+class Question(Strict):
+    id: Key
+    text: str = Field(min_length=1, max_length=300)
+    type: Literal["agree-5", "scale-10", "choice", "text"]
+    choices: list[str] = []
+    optional: bool = False
+
+
+class Survey(Strict):
+    title: str = Field(min_length=1, max_length=120)
+    audiences: Annotated[list[Key], BeforeValidator(_listify)] = Field(min_length=1)
+    schedule: Cron
+    open_for: Duration = timedelta(days=3)
+    remind_after: Duration | None = timedelta(days=2)
+    min_group_size: int = Field(default=5, ge=3)
+    questions: list[Question] = Field(min_length=1)
+
+
+class Digest(Strict):
+    recipients: Annotated[list[PersonRef], BeforeValidator(_listify)] = Field(min_length=1)
+    schedule: Cron = "0 8 * * MON"
+    period: Duration = timedelta(days=7)
+
+
+class Objections(Strict):
+    # theme name -> cue words that suggest it
+    themes: dict[Key, Annotated[list[str], BeforeValidator(_listify)]] = {}
+
+
+class Organisation(Strict):
+    """The validated content of `app.yaml`."""
+
+    organisation: About
+    people: dict[Key, Person] = {}
+    roles: dict[Role, Annotated[list[PersonRef], BeforeValidator(_listify)]] = {}
+    audiences: dict[Key, Audience] = Field(min_length=1)
+    reactions: dict[str, Literal["got-it"]] = {
+        "white_check_mark": "got-it",
+        "heavy_check_mark": "got-it",
+    }
+    strategy: StrategySettings = StrategySettings()
+    surveys: dict[Key, Survey] = {}
+    digest: Digest | None = None
+    objections: Objections = Objections()
+
+    def timezone_of(self, person_key: str) -> str:
+        person = self.people.get(person_key)
+        return (person.timezone if person else None) or self.organisation.timezone
+
+
+@dataclass(frozen=True)
+class _RefCheck:
+    path: tuple[str | int, ...]
+    ref: str
+
+
+def parse_organisation(data: Any) -> Organisation:
+    """Validate the loaded YAML; every problem found is raised together, each with its path."""
+    if not isinstance(data, dict):
+        raise OrganisationInvalid(
+            [Problem((), "app.yaml must be a mapping with organisation:, people:, audiences:, ...")]
+        )
+    try:
+        org = Organisation.model_validate(data)
+    except ValidationError as exc:
+        raise OrganisationInvalid([_problem(e) for e in exc.errors()]) from None
+    problems = _reference_problems(org)
+    if problems:
+        raise OrganisationInvalid(problems)
+    return org
+
+
+def _problem(error: Any) -> Problem:
+    path = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    kind = error["type"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        message = f"unknown key {path[-1]!r}; remove it or check its spelling"
+    elif kind == "missing":
+        message = f"{path[-1]!r} is required here"
+    elif kind == "literal_error" and len(path) >= 2 and path[0] == "roles":
+        message = f"{path[-1]!r} is not a role (roles are: {', '.join(ROLES)})"
+    elif kind == "literal_error" and path and path[0] == "reactions":
+        message = f"{error['input']!r} is not something a reaction can mean (use: got-it)"
+    elif kind == "string_pattern_mismatch" and path:
+        message = _pattern_message(str(path[-1]), error["input"])
+    elif kind == "too_short" and path and path[-1] in ("targets", "audiences", "recipients"):
+        message = f"{path[-1]!r} needs at least one entry"
+    return Problem(path, message)
+
+
+def _pattern_message(key: str, value: Any) -> str:
+    hints = {
+        "email": "an e-mail address such as maria@company.com",
+        "slack": "a Slack user id such as U0123456789 (profile > ... > Copy member ID)",
+        "teams": "a Teams user's AAD object id (a GUID) or their 29: id",
+    }
+    return f"{value!r} is not {hints.get(key, 'valid here')}"
+
+
+def _reference_problems(org: Organisation) -> list[Problem]:
+    problems: list[Problem] = []
+    checks = [
+        _RefCheck(("roles", role, i), ref) for role, refs in org.roles.items() for i, ref in enumerate(refs)
+    ]
+    checks += [
+        _RefCheck(("audiences", name, "members", i), ref)
+        for name, audience in org.audiences.items()
+        for i, ref in enumerate(audience.members)
+    ]
+    if org.digest:
+        checks += [_RefCheck(("digest", "recipients", i), ref) for i, ref in enumerate(org.digest.recipients)]
+    for check in checks:
+        if ":" not in check.ref and check.ref not in org.people:
+            known = ", ".join(sorted(org.people)) or "none yet"
+            problems.append(
+                Problem(
+                    check.path,
+                    f'"{check.ref}" is not in people: (known: {known}); add it there or '
+                    "write email:/slack:/teams: to name someone directly",
+                )
+            )
+    for name, survey in org.surveys.items():
+        for i, audience in enumerate(survey.audiences):
+            if audience not in org.audiences:
+                problems.append(
+                    Problem(
+                        ("surveys", name, "audiences", i),
+                        f'"{audience}" is not an audience (known: {", ".join(sorted(org.audiences))})',
+                    )
+                )
+    for emoji, _ in org.reactions.items():
+        if not emoji.strip() or " " in emoji:
+            problems.append(Problem(("reactions", emoji), f"{emoji!r} is not an emoji name"))
+    return problems

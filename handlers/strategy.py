@@ -1,0 +1,756 @@
+"""Strategy decisions: leaders announce them with the why and the guardrails; the field acknowledges."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from handlers import directory, forms
+from handlers.context import Actor, Context, FormErrors, Refusal
+from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
+from storage import audit, outbox
+from storage.models import (
+    Acknowledgement,
+    Audience,
+    AudienceTarget,
+    Decision,
+    DecisionAudience,
+    Person,
+    Question,
+)
+
+ACTIVE, SUPERSEDED = "active", "superseded"
+ACK, ASK, CONCERN, ANSWER = "strategy.ack", "strategy.ask", "strategy.concern", "strategy.answer"
+ANNOUNCE_FORM, QUESTION_FORM, ANSWER_FORM = (
+    "strategy.announce",
+    "strategy.question",
+    "strategy.answer",
+)
+USAGE = (
+    "/strategy — announce a decision (leaders)\n"
+    "/strategy list — the active decisions, with their why and guardrails\n"
+    "/strategy show <id> — one decision, its acknowledgements and questions\n"
+    "/strategy supersede <id> — replace a decision with a new version (leaders)"
+)
+LIST_LIMIT = 20
+NAMES_SHOWN = 30
+
+
+def on_command(session: Session, ctx: Context, actor: Actor, text: str) -> Reply:
+    """`/strategy [list | show <id> | supersede <id>]`."""
+    verb, _, rest = text.strip().partition(" ")
+    verb, rest = verb.lower(), rest.strip()
+    if verb == "":
+        _require_leader(ctx, actor, "announce strategy decisions")
+        return Reply(form=announce_form(ctx))
+    if verb == "list":
+        return list_decisions(session, ctx)
+    if verb == "show":
+        return show(session, ctx, actor, _find(session, rest))
+    if verb == "supersede":
+        _require_leader(ctx, actor, "supersede strategy decisions")
+        old = _find(session, rest)
+        _require_active(session, old)
+        return Reply(form=announce_form(ctx, based_on=old, audiences=_audience_keys(session, old)))
+    if verb == "help":
+        return Reply(text=USAGE)
+    return Reply(text=f"I don't know /strategy {verb[:40]}. Try:\n{USAGE}")
+
+
+# --- announcing ------------------------------------------------------------------------
+
+
+def announce_form(ctx: Context, *, based_on: Decision | None = None, audiences: Sequence[str] = ()) -> Form:
+    today = ctx.now().date()
+    options = tuple(Option(key, spec.label or key) for key, spec in ctx.org.audiences.items())
+    old = based_on
+    return Form(
+        form_id=ANNOUNCE_FORM,
+        title="Supersede a decision" if old else "Announce a decision",
+        intro=(
+            f"This replaces #{old.id} “{old.title}”. Its card will point to the new version "
+            "and acknowledgements start again."
+            if old
+            else "Tell the field what was decided, why, and what reps may and may not do."
+        ),
+        submit_label="Announce",
+        state={"supersedes": str(old.id)} if old else {},
+        fields=(
+            FormField("title", "Title", required=True, max_length=150, initial=old.title if old else None),
+            FormField(
+                "decision",
+                "The decision",
+                required=True,
+                multiline=True,
+                max_length=2000,
+                hint="What was decided, in a sentence or two.",
+                initial=old.decision if old else None,
+            ),
+            FormField(
+                "why",
+                "Why",
+                required=True,
+                multiline=True,
+                max_length=2000,
+                hint="The reasons, so that reps can explain it to customers.",
+                initial=old.why if old else None,
+            ),
+            FormField(
+                "reps_may",
+                "Reps may",
+                multiline=True,
+                max_length=1500,
+                hint="e.g. offer up to 15% discount on 3-year deals",
+                initial=old.reps_may if old else None,
+            ),
+            FormField(
+                "reps_may_not",
+                "Reps may not",
+                multiline=True,
+                max_length=1500,
+                hint="e.g. discount the platform fee; promise the Q3 roadmap",
+                initial=old.reps_may_not if old else None,
+            ),
+            FormField(
+                "effective_on",
+                "Effective date",
+                kind="date",
+                required=True,
+                initial=(today if not old else max(today, old.effective_on)).isoformat(),
+            ),
+            FormField("review_on", "Review date", kind="date", hint="optional"),
+            FormField(
+                "audiences",
+                "Audiences",
+                kind="select",
+                multiple=True,
+                required=True,
+                options=options,
+                initial=list(audiences) or None,
+            ),
+        ),
+    )
+
+
+def announce(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any]) -> Reply:
+    """Store a decision and queue its card for every target of its audiences, in one transaction."""
+    _require_leader(ctx, actor, "announce strategy decisions")
+    old: Decision | None = None
+    if values.get("supersedes"):
+        old = _find(session, str(values["supersedes"]))
+        _require_active(session, old)
+    clean = forms.clean(announce_form(ctx, based_on=old), values)
+    _check_guardrails_and_dates(clean)
+
+    now = ctx.now()
+    decision = Decision(
+        title=clean["title"],
+        decision=clean["decision"],
+        why=clean["why"],
+        reps_may=clean["reps_may"] or "",
+        reps_may_not=clean["reps_may_not"] or "",
+        effective_on=clean["effective_on"],
+        review_on=clean["review_on"],
+        author_id=actor.person_id,
+        created_at=now,
+        supersedes_id=old.id if old else None,
+    )
+    session.add(decision)
+    session.flush()
+    assert decision.id is not None
+    audiences = session.exec(select(Audience).where(col(Audience.key).in_(clean["audiences"]))).all()
+    for audience in audiences:
+        assert audience.id is not None
+        session.add(DecisionAudience(decision_id=decision.id, audience_id=audience.id))
+    session.flush()
+
+    card = decision_card(session, decision).to_dict()
+    targets = _targets(session, [a.id for a in audiences if a.id is not None])
+    for platform, address in targets:
+        outbox.enqueue(
+            session,
+            kind=outbox.POST,
+            platform=platform,
+            address=address,
+            card=card,
+            subject=_subject(decision),
+            now=now,
+        )
+    if old is not None:
+        old.status = SUPERSEDED
+        session.add(old)
+        outbox.refresh_posts(
+            session, subject=_subject(old), card=superseded_card(old, decision).to_dict(), now=now
+        )
+    audit.record(
+        session,
+        at=now,
+        actor_id=actor.person_id,
+        action="decision.supersede" if old else "decision.announce",
+        subject=_subject(decision),
+        audiences=clean["audiences"],
+        supersedes=old.id if old else None,
+    )
+    where = ", ".join(a.label or a.key for a in audiences)
+    lead = f"Decision #{decision.id} “{decision.title}”" + (f" (replacing #{old.id})" if old else "")
+    if targets:
+        text = (
+            f"📣 {lead} is going out to {_count(len(targets), 'channel')} "
+            f"({where}). Follow its acknowledgements with /strategy show {decision.id}."
+        )
+    else:
+        text = (
+            f"📣 {lead} is stored, but {where} has no channels yet: add targets to the audience in app.yaml."
+        )
+    return Reply(text=text)
+
+
+def _check_guardrails_and_dates(clean: dict[str, Any]) -> None:
+    errors: dict[str, str] = {}
+    if not clean["reps_may"] and not clean["reps_may_not"]:
+        errors["reps_may"] = "Give the guardrails: what reps may do, may not do, or both."
+    review: date | None = clean["review_on"]
+    if review is not None and review <= clean["effective_on"]:
+        errors["review_on"] = "The review date must come after the effective date."
+    if errors:
+        raise FormErrors(errors)
+
+
+def _targets(session: Session, audience_ids: Sequence[int]) -> list[tuple[str, str]]:
+    rows = session.exec(
+        select(AudienceTarget.platform, AudienceTarget.address)
+        .where(col(AudienceTarget.audience_id).in_(audience_ids))
+        .order_by(col(AudienceTarget.id))
+    ).all()
+    seen: dict[tuple[str, str], None] = {}
+    for platform, address in rows:
+        seen.setdefault((platform, address), None)  # one post per channel, even in two audiences
+    return list(seen)
+
+
+# --- the cards -------------------------------------------------------------------------
+
+
+def decision_card(session: Session, decision: Decision, *, buttons: bool = True) -> Card:
+    """The card a decision is announced with; its footer carries the live acknowledgement count."""
+    assert decision.id is not None
+    acknowledged, members = acknowledgement_count(session, decision.id)
+    guardrails = tuple(
+        fact
+        for fact in (
+            Fact("Reps may", decision.reps_may),
+            Fact("Reps may not", decision.reps_may_not),
+        )
+        if fact.value
+    )
+    when = [Fact("Effective", decision.effective_on.isoformat())]
+    if decision.review_on:
+        when.append(Fact("Review", decision.review_on.isoformat()))
+    when.append(Fact("From", directory.name_of(session, decision.author_id)))
+    return Card(
+        title=f"📣 {decision.title}",
+        sections=(
+            Section(text=decision.decision),
+            Section(heading="Why", text=decision.why),
+            Section(heading="Guardrails", facts=guardrails),
+            Section(facts=tuple(when)),
+        ),
+        buttons=(
+            Button("Got it", ACK, str(decision.id), "primary"),
+            Button("I have a question", ASK, str(decision.id)),
+            Button("Concern from the field", CONCERN, str(decision.id)),
+        )
+        if buttons
+        else (),
+        footer=f"Decision #{decision.id} · acknowledged by {acknowledged} of {members}",
+    )
+
+
+def superseded_card(old: Decision, new: Decision) -> Card:
+    return Card(
+        title=f"Superseded: {old.title}",
+        sections=(
+            Section(
+                text=f"This decision was replaced by #{new.id} “{new.title}”. See /strategy show {new.id}."
+            ),
+        ),
+        footer=f"Decision #{old.id} · superseded by #{new.id}",
+    )
+
+
+def acknowledgement_count(session: Session, decision_id: int) -> tuple[int, int]:
+    """(people who acknowledged, people the decision reached as known)."""
+    acknowledged = session.exec(
+        select(func.count()).select_from(Acknowledgement).where(Acknowledgement.decision_id == decision_id)
+    ).one()
+    return acknowledged, len(directory.members_of(session, decision_id))
+
+
+# --- acknowledging ---------------------------------------------------------------------
+
+
+def acknowledge(session: Session, ctx: Context, actor: Actor, decision_id: str) -> Reply:
+    """*Got it*: one acknowledgement per person and decision; pressing again changes nothing."""
+    decision = _find(session, decision_id)
+    _require_active(session, decision)
+    assert decision.id is not None
+    existing = session.exec(
+        select(Acknowledgement).where(
+            Acknowledgement.decision_id == decision.id, Acknowledgement.person_id == actor.person_id
+        )
+    ).first()
+    if existing:
+        return Reply(text=f"You already acknowledged “{decision.title}” on {existing.at.date().isoformat()}.")
+    now = ctx.now()
+    session.add(Acknowledgement(decision_id=decision.id, person_id=actor.person_id, at=now))
+    _refresh(session, ctx, decision)
+    acknowledged, members = acknowledgement_count(session, decision.id)
+    return Reply(
+        text=f"✅ Thanks, {actor.name}: you acknowledged “{decision.title}” (#{decision.id}). "
+        f"{acknowledged} of {members} have so far."
+    )
+
+
+def withdraw_acknowledgement(session: Session, ctx: Context, actor: Actor, decision_id: str) -> Reply:
+    """Undo *Got it* (the ✅ reaction was removed)."""
+    decision = _find(session, decision_id)
+    assert decision.id is not None
+    existing = session.exec(
+        select(Acknowledgement).where(
+            Acknowledgement.decision_id == decision.id, Acknowledgement.person_id == actor.person_id
+        )
+    ).first()
+    if existing is None:
+        return Reply()
+    session.delete(existing)
+    if decision.status == ACTIVE:
+        _refresh(session, ctx, decision)
+    return Reply(text=f"Your acknowledgement of “{decision.title}” is withdrawn.")
+
+
+def _refresh(session: Session, ctx: Context, decision: Decision) -> None:
+    session.flush()
+    outbox.refresh_posts(
+        session,
+        subject=_subject(decision),
+        card=decision_card(session, decision).to_dict(),
+        now=ctx.now(),
+    )
+
+
+# --- questions, concerns, answers ------------------------------------------------------
+
+
+def question_form(session: Session, decision_id: str, *, concern: bool) -> Form:
+    decision = _find(session, decision_id)
+    _require_active(session, decision)
+    fields = [
+        FormField(
+            "text",
+            "Your concern" if concern else "Your question",
+            required=True,
+            multiline=True,
+            max_length=1000,
+            hint="What customers say, what worries you, what is unclear."
+            if concern
+            else "What is unclear about this decision?",
+        )
+    ]
+    if concern:
+        fields.append(
+            FormField(
+                "anonymous",
+                "Send anonymously (the author will not see your name and Touchline stores none)",
+                kind="checkbox",
+            )
+        )
+    return Form(
+        form_id=QUESTION_FORM,
+        title="Raise a concern" if concern else "Ask a question",
+        intro=f"About #{decision.id} “{decision.title}”. It goes to the decision's author.",
+        submit_label="Send",
+        fields=tuple(fields),
+        state={"decision": str(decision.id), "kind": "concern" if concern else "question"},
+    )
+
+
+def ask(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any]) -> Reply:
+    """Route a question or concern to the decision's author as a direct message."""
+    concern = values.get("kind") == "concern"
+    form = question_form(session, str(values.get("decision", "")), concern=concern)
+    clean = forms.clean(form, values)
+    decision = _find(session, form.state["decision"])
+    assert decision.id is not None
+    anonymous = concern and bool(clean.get("anonymous"))
+    now = ctx.now()
+    question = Question(
+        decision_id=decision.id,
+        kind="concern" if concern else "question",
+        asker_id=None if anonymous else actor.person_id,
+        text=clean["text"],
+        # An anonymous concern keeps only its day: an exact time could match it to its sender.
+        asked_at=now.replace(hour=0, minute=0, second=0, microsecond=0) if anonymous else now,
+    )
+    session.add(question)
+    session.flush()
+    assert question.id is not None
+    _direct(
+        session,
+        ctx,
+        decision.author_id,
+        question_card(session, decision, question),
+        subject=f"question:{question.id}",
+        missing=f"{_author(session, decision)} cannot be reached",
+    )
+    if not anonymous:
+        audit.record(
+            session,
+            at=now,
+            actor_id=actor.person_id,
+            action=f"decision.{question.kind}",
+            subject=_subject(decision),
+            question=question.id,
+        )
+    kind = "concern" if concern else "question"
+    who = " anonymously" if anonymous else ""
+    return Reply(
+        text=f"Your {kind} about “{decision.title}” went{who} to {_author(session, decision)}. "
+        + (
+            "Since it is anonymous, the answer will be posted where the decision was announced."
+            if anonymous
+            else "You will get the answer here."
+        )
+    )
+
+
+def question_card(session: Session, decision: Decision, question: Question) -> Card:
+    kind = "Concern" if question.kind == "concern" else "Question"
+    asker = directory.name_of(session, question.asker_id) if question.asker_id else "anonymous"
+    return Card(
+        title=f"{kind} on “{decision.title}”",
+        sections=(Section(text=question.text, facts=(Fact("From", asker),)),),
+        buttons=(Button("Answer", ANSWER, str(question.id), "primary"),),
+        footer=f"Decision #{decision.id} · {kind.lower()} #{question.id}",
+    )
+
+
+def answer_form(session: Session, ctx: Context, actor: Actor, question_id: str) -> Form:
+    question = _question(session, question_id)
+    decision = _find(session, str(question.decision_id))
+    _require_answerer(ctx, actor, decision)
+    if question.answer is not None:
+        raise Refusal(f"This was answered already: “{question.answer[:200]}”")
+    public = question.asker_id is None
+    return Form(
+        form_id=ANSWER_FORM,
+        title="Answer",
+        intro=f"{question.kind.capitalize()}: “{question.text[:500]}”"
+        + (
+            "\nIt was sent anonymously, so your answer will be posted where the decision was announced."
+            if public
+            else ""
+        ),
+        submit_label="Send answer",
+        fields=(FormField("answer", "Your answer", required=True, multiline=True, max_length=2000),),
+        state={"question": str(question.id)},
+    )
+
+
+def answer(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any]) -> Reply:
+    """The author's answer reaches the asker, or everyone the decision reached if they asked anonymously."""
+    form = answer_form(session, ctx, actor, str(values.get("question", "")))
+    clean = forms.clean(form, values)
+    question = _question(session, form.state["question"])
+    decision = _find(session, str(question.decision_id))
+    now = ctx.now()
+    question.answer, question.answered_by_id, question.answered_at = (
+        clean["answer"],
+        actor.person_id,
+        now,
+    )
+    session.add(question)
+    card = answer_card(session, decision, question)
+    if question.asker_id is not None:
+        _direct(
+            session,
+            ctx,
+            question.asker_id,
+            card,
+            subject=f"question:{question.id}",
+            missing="the person who asked cannot be reached",
+        )
+        sent_to = directory.name_of(session, question.asker_id)
+    else:
+        audience_ids = session.exec(
+            select(DecisionAudience.audience_id).where(DecisionAudience.decision_id == decision.id)
+        ).all()
+        targets = _targets(session, audience_ids)
+        for platform, address in targets:
+            outbox.enqueue(
+                session,
+                kind=outbox.POST,
+                platform=platform,
+                address=address,
+                card=card.to_dict(),
+                subject=f"answer:{question.id}",
+                now=now,
+            )
+        sent_to = f"the {_count(len(targets), 'channel')} the decision was announced in"
+    audit.record(
+        session,
+        at=now,
+        actor_id=actor.person_id,
+        action="decision.answer",
+        subject=_subject(decision),
+        question=question.id,
+    )
+    return Reply(text=f"Your answer went to {sent_to}.")
+
+
+def answer_card(session: Session, decision: Decision, question: Question) -> Card:
+    kind = "concern" if question.kind == "concern" else "question"
+    whose = "your" if question.asker_id else "an anonymous"
+    return Card(
+        title=f"Answer to {whose} {kind} on “{decision.title}”",
+        sections=(
+            Section(heading=kind.capitalize(), text=question.text),
+            Section(
+                heading="Answer",
+                text=question.answer or "",
+                facts=(Fact("From", directory.name_of(session, question.answered_by_id)),),
+            ),
+        ),
+        footer=f"Decision #{decision.id} · /strategy show {decision.id}",
+    )
+
+
+# --- looking -----------------------------------------------------------------------------
+
+
+def list_decisions(session: Session, ctx: Context) -> Reply:
+    decisions = session.exec(
+        select(Decision)
+        .where(Decision.status == ACTIVE)
+        .order_by(col(Decision.effective_on).desc(), col(Decision.id).desc())
+        .limit(LIST_LIMIT + 1)
+    ).all()
+    if not decisions:
+        return Reply(text="No active strategy decisions yet. Leaders announce one with /strategy.")
+    sections = []
+    for decision in decisions[:LIST_LIMIT]:
+        assert decision.id is not None
+        acknowledged, members = acknowledgement_count(session, decision.id)
+        facts = [Fact("Why", _clip(decision.why, 300))]
+        if decision.reps_may:
+            facts.append(Fact("Reps may", _clip(decision.reps_may, 300)))
+        if decision.reps_may_not:
+            facts.append(Fact("Reps may not", _clip(decision.reps_may_not, 300)))
+        sections.append(
+            Section(
+                heading=f"#{decision.id} {decision.title}",
+                text=f"{_clip(decision.decision, 300)}\n"
+                f"Effective {decision.effective_on.isoformat()} · acknowledged by "
+                f"{acknowledged} of {members}",
+                facts=tuple(facts),
+            )
+        )
+    more = len(decisions) > LIST_LIMIT
+    return Reply(
+        card=Card(
+            title="Active strategy decisions",
+            sections=tuple(sections),
+            footer=("Showing the latest 20. " if more else "") + "/strategy show <id> for the whole decision",
+        )
+    )
+
+
+def show(session: Session, ctx: Context, actor: Actor, decision: Decision) -> Reply:
+    """One decision; its author and leaders also see who has not acknowledged and who asked."""
+    assert decision.id is not None
+    card = decision_card(session, decision, buttons=decision.status == ACTIVE)
+    sections = list(card.sections)
+    if decision.status == SUPERSEDED:
+        newer = session.exec(select(Decision).where(Decision.supersedes_id == decision.id)).first()
+        if newer:
+            sections.insert(0, Section(text=f"⚠️ Superseded by #{newer.id} “{newer.title}”."))
+    insider = actor.person_id == decision.author_id or actor.has("leader")
+    if insider:
+        missing = _not_acknowledged(session, decision.id)
+        if missing:
+            shown = ", ".join(missing[:NAMES_SHOWN])
+            extra = f" and {len(missing) - NAMES_SHOWN} more" if len(missing) > NAMES_SHOWN else ""
+            sections.append(Section(heading="Not acknowledged yet", text=shown + extra))
+        else:
+            sections.append(Section(heading="Not acknowledged yet", text="Everyone has. 🎉"))
+    questions = session.exec(
+        select(Question).where(Question.decision_id == decision.id).order_by(col(Question.id))
+    ).all()
+    for question in questions:
+        if question.answer is None and not insider:
+            continue
+        asker = ""
+        if insider:
+            asker = (
+                f" — {directory.name_of(session, question.asker_id)}" if question.asker_id else " — anonymous"
+            )
+        heading = f"{question.kind.capitalize()} #{question.id}{asker}"
+        text = question.text + (f"\n↳ {question.answer}" if question.answer else "\n↳ not answered yet")
+        sections.append(Section(heading=heading, text=text))
+    return Reply(card=Card(card.title, tuple(sections), card.buttons, card.footer))
+
+
+def _not_acknowledged(session: Session, decision_id: int) -> list[str]:
+    members = directory.members_of(session, decision_id)
+    acknowledged = set(
+        session.exec(
+            select(Acknowledgement.person_id).where(Acknowledgement.decision_id == decision_id)
+        ).all()
+    )
+    waiting = members - acknowledged
+    if not waiting:
+        return []
+    people = session.exec(select(Person).where(col(Person.id).in_(waiting))).all()
+    return sorted(p.name for p in people)
+
+
+# --- reminders -----------------------------------------------------------------------------
+
+
+def remind_unacknowledged(ctx: Context) -> int:
+    """Queue one reminder per decision, after `strategy.remind_after`, to those who have not
+    acknowledged it; returns how many were queued. Running it again sends nothing new."""
+    now = ctx.now()
+    cutoff = now - ctx.org.strategy.remind_after
+    queued = 0
+    with ctx.db.session() as session:
+        due = session.exec(
+            select(Decision).where(
+                Decision.status == ACTIVE,
+                col(Decision.reminded_at).is_(None),
+                col(Decision.created_at) <= cutoff,
+            )
+        ).all()
+        for decision in due:
+            assert decision.id is not None
+            acknowledged = set(
+                session.exec(
+                    select(Acknowledgement.person_id).where(Acknowledgement.decision_id == decision.id)
+                ).all()
+            )
+            card = reminder_card(session, decision)
+            for person_id in sorted(directory.members_of(session, decision.id) - acknowledged):
+                address = directory.direct_address(session, person_id)
+                if address is None:
+                    continue
+                outbox.enqueue(
+                    session,
+                    kind=outbox.DIRECT,
+                    platform=address[0],
+                    address=address[1],
+                    card=card.to_dict(),
+                    subject=_subject(decision),
+                    now=now,
+                )
+                queued += 1
+            decision.reminded_at = now
+            session.add(decision)
+    return queued
+
+
+def reminder_card(session: Session, decision: Decision) -> Card:
+    card = decision_card(session, decision)
+    return Card(
+        title=f"Reminder: please acknowledge “{decision.title}”",
+        sections=card.sections,
+        buttons=card.buttons,
+        footer=card.footer,
+    )
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _subject(decision: Decision) -> str:
+    return f"decision:{decision.id}"
+
+
+def _find(session: Session, text: str) -> Decision:
+    token = text.strip().lstrip("#")
+    if not token.isdigit() or len(token) > 12:
+        raise Refusal(f"Which decision? Give its number, e.g. /strategy show 3.\n{USAGE}")
+    decision = session.get(Decision, int(token))
+    if decision is None:
+        raise Refusal(f"There is no decision #{token}. /strategy list shows the active ones.")
+    return decision
+
+
+def _question(session: Session, text: str) -> Question:
+    token = text.strip()
+    question = session.get(Question, int(token)) if token.isdigit() and len(token) <= 12 else None
+    if question is None:
+        raise Refusal("That question no longer exists.")
+    return question
+
+
+def _require_active(session: Session, decision: Decision) -> None:
+    if decision.status == SUPERSEDED:
+        newer = session.exec(select(Decision).where(Decision.supersedes_id == decision.id)).first()
+        pointer = f" by #{newer.id} “{newer.title}”: /strategy show {newer.id}" if newer else ""
+        raise Refusal(f"Decision #{decision.id} “{decision.title}” was superseded{pointer}.")
+
+
+def _require_leader(ctx: Context, actor: Actor, what: str) -> None:
+    if not actor.has("leader"):
+        leaders = ", ".join(directory.holders_of(ctx.org, "leader")) or "nobody yet"
+        raise Refusal(
+            f"Only leaders can {what}. Leaders here: {leaders}. "
+            "An admin can add you under roles: leader in app.yaml."
+        )
+
+
+def _require_answerer(ctx: Context, actor: Actor, decision: Decision) -> None:
+    if actor.person_id != decision.author_id and not actor.has("leader"):
+        raise Refusal("Only the decision's author or a leader can answer its questions.")
+
+
+def _author(session: Session, decision: Decision) -> str:
+    return directory.name_of(session, decision.author_id)
+
+
+def _direct(
+    session: Session, ctx: Context, person_id: int, card: Card, *, subject: str, missing: str
+) -> None:
+    address = directory.direct_address(session, person_id)
+    if address is None:
+        raise Refusal(f"Nothing was sent: {missing} on any platform Touchline knows.")
+    outbox.enqueue(
+        session,
+        kind=outbox.DIRECT,
+        platform=address[0],
+        address=address[1],
+        card=card.to_dict(),
+        subject=subject,
+        now=ctx.now(),
+    )
+
+
+def _audience_keys(session: Session, decision: Decision) -> list[str]:
+    return list(
+        session.exec(
+            select(Audience.key)
+            .join(DecisionAudience, col(DecisionAudience.audience_id) == col(Audience.id))
+            .where(DecisionAudience.decision_id == decision.id)
+        ).all()
+    )
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

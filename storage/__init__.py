@@ -1,0 +1,1 @@
+"""Touchline's persistence: tables, units of work, queries and migrations."""

@@ -1,0 +1,173 @@
+"""Touchline's tables: people and audiences, decisions and what the field said, the outbox, the audit log."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, MetaData, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# Named constraints keep Alembic's batch migrations on SQLite deterministic.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+
+class Person(SQLModel, table=True):
+    """Someone Touchline knows: from `app.yaml`, or first seen on a platform.
+
+    No timestamps on purpose: when a person was first or last seen could re-link them to
+    an anonymous concern sent at the same moment.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    name: str = Field(max_length=200)
+    email: str | None = Field(default=None, max_length=320, index=True)
+    timezone: str | None = Field(default=None, max_length=64)
+    # The platform the person last used, where direct messages go first.
+    home_platform: str | None = Field(default=None, max_length=16)
+    from_config: bool = False
+
+
+class Identity(SQLModel, table=True):
+    """A person's user id on one platform (Slack `U…`, Teams AAD id, console name)."""
+
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True, ondelete="CASCADE")
+    platform: str = Field(max_length=16)
+    external_id: str = Field(max_length=200)
+
+
+class Audience(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=64)
+    label: str = Field(default="", max_length=200)
+
+
+class AudienceTarget(SQLModel, table=True):
+    """Where an audience is reached: a Slack channel, a Teams conversation, a console channel."""
+
+    __table_args__ = (UniqueConstraint("audience_id", "platform", "address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    audience_id: int = Field(foreign_key="audience.id", index=True, ondelete="CASCADE")
+    platform: str = Field(max_length=16)
+    address: str = Field(max_length=300)
+
+
+class AudienceMember(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("audience_id", "person_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    audience_id: int = Field(foreign_key="audience.id", index=True, ondelete="CASCADE")
+    person_id: int = Field(foreign_key="person.id", index=True, ondelete="CASCADE")
+    source: str = Field(default="config", max_length=16)
+
+
+class Decision(SQLModel, table=True):
+    """A strategy decision: what, why, and the guardrails reps work within."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=200)
+    decision: str = Field(sa_column=Column(Text, nullable=False))
+    why: str = Field(sa_column=Column(Text, nullable=False))
+    reps_may: str = Field(default="", sa_column=Column(Text, nullable=False))
+    reps_may_not: str = Field(default="", sa_column=Column(Text, nullable=False))
+    effective_on: date
+    review_on: date | None = None
+    author_id: int = Field(foreign_key="person.id", index=True)
+    created_at: datetime
+    status: str = Field(default="active", max_length=16, index=True)
+    supersedes_id: int | None = Field(default=None, foreign_key="decision.id")
+    reminded_at: datetime | None = None
+
+
+class DecisionAudience(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("decision_id", "audience_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    decision_id: int = Field(foreign_key="decision.id", index=True, ondelete="CASCADE")
+    audience_id: int = Field(foreign_key="audience.id", index=True)
+
+
+class Acknowledgement(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("decision_id", "person_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    decision_id: int = Field(foreign_key="decision.id", index=True, ondelete="CASCADE")
+    person_id: int = Field(foreign_key="person.id", index=True, ondelete="CASCADE")
+    at: datetime
+
+
+class Question(SQLModel, table=True):
+    """A question or a concern from the field about a decision.
+
+    An anonymous concern has no `asker_id` and only the day it was asked, so nothing in
+    the row leads back to its sender.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    decision_id: int = Field(foreign_key="decision.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=16)  # "question" | "concern"
+    asker_id: int | None = Field(default=None, foreign_key="person.id", ondelete="SET NULL")
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    asked_at: datetime
+    answer: str | None = Field(default=None, sa_column=Column(Text))
+    answered_by_id: int | None = Field(default=None, foreign_key="person.id", ondelete="SET NULL")
+    answered_at: datetime | None = None
+
+
+class Outbox(SQLModel, table=True):
+    """A message Touchline owes a channel or a person, written with the change that caused it.
+
+    `kind` is `post` (to a channel), `direct` (to a person) or `update` (of the message
+    that `updates_id` posted). `message_ref` is the platform's id of what was sent
+    (Slack `ts`, Teams activity id), kept so that the card can be updated later.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    platform: str = Field(max_length=16, index=True)
+    address: str = Field(max_length=300)
+    card: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    subject: str = Field(default="", max_length=64, index=True)  # e.g. "decision:12"
+    updates_id: int | None = Field(default=None, foreign_key="outbox.id", index=True)
+    status: str = Field(default="pending", max_length=16, index=True)
+    attempts: int = 0
+    due_at: datetime
+    claimed_at: datetime | None = None
+    created_at: datetime
+    sent_at: datetime | None = None
+    message_ref: str | None = Field(default=None, max_length=200)
+    error: str | None = Field(default=None, max_length=1000)
+
+
+class InboundEvent(SQLModel, table=True):
+    """Platform event ids already handled, so a platform's retry is not handled twice."""
+
+    __table_args__ = (UniqueConstraint("platform", "event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    event_id: str = Field(max_length=200)
+    received_at: datetime = Field(index=True)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who changed what, for admins; never written for anonymous acts."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor_id: int | None = Field(default=None, foreign_key="person.id", ondelete="SET NULL")
+    action: str = Field(max_length=64)
+    subject: str = Field(default="", max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,219 @@
+"""The outbox: messages owed to channels and people, written in the transaction that caused them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, update
+from sqlmodel import Session, col, select
+
+from storage.models import Outbox
+
+POST, DIRECT, UPDATE = "post", "direct", "update"
+PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    platform: str,
+    address: str,
+    card: dict[str, Any],
+    subject: str,
+    now: datetime,
+    updates_id: int | None = None,
+) -> Outbox:
+    row = Outbox(
+        kind=kind,
+        platform=platform,
+        address=address,
+        card=card,
+        subject=subject,
+        updates_id=updates_id,
+        due_at=now,
+        created_at=now,
+    )
+    session.add(row)
+    return row
+
+
+def refresh_posts(session: Session, *, subject: str, card: dict[str, Any], now: datetime) -> int:
+    """Make every channel post about `subject` show `card`; returns how many updates were queued.
+
+    A post not yet sent simply goes out with the new card; a post already sent gets one
+    pending update, which later changes replace rather than pile up behind.
+    """
+    session.flush()
+    posts = session.exec(
+        select(Outbox).where(Outbox.subject == subject, Outbox.kind == POST, Outbox.status != FAILED)
+    ).all()
+    queued = 0
+    for post in posts:
+        assert post.id is not None
+        replaced = session.execute(
+            update(Outbox)
+            .where(and_(col(Outbox.id) == post.id, col(Outbox.status) == PENDING))
+            .values(card=card)
+            .execution_options(synchronize_session=False)
+        )
+        if replaced.rowcount:  # type: ignore[attr-defined]
+            continue
+        coalesced = session.execute(
+            update(Outbox)
+            .where(
+                and_(
+                    col(Outbox.updates_id) == post.id,
+                    col(Outbox.kind) == UPDATE,
+                    col(Outbox.status) == PENDING,
+                )
+            )
+            .values(card=card)
+            .execution_options(synchronize_session=False)
+        )
+        if coalesced.rowcount:  # type: ignore[attr-defined]
+            continue
+        enqueue(
+            session,
+            kind=UPDATE,
+            platform=post.platform,
+            address=post.address,
+            card=card,
+            subject=subject,
+            now=now,
+            updates_id=post.id,
+        )
+        queued += 1
+    session.expire_all()
+    return queued
+
+
+def find_post(session: Session, *, platform: str, address: str, message_ref: str) -> Outbox | None:
+    """The channel post or direct message Touchline sent as `message_ref`, if it is ours."""
+    return session.exec(
+        select(Outbox).where(
+            Outbox.platform == platform,
+            Outbox.message_ref == message_ref,
+            col(Outbox.kind).in_([POST, DIRECT]),
+            or_(col(Outbox.address) == address, col(Outbox.kind) == DIRECT),
+        )
+    ).first()
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row the delivery worker now owns, with what it needs to send it."""
+
+    id: int
+    kind: str
+    platform: str
+    address: str
+    card: dict[str, Any]
+    attempts: int
+    message_ref: str | None  # for an update: the message to change
+
+
+def release_stale(session: Session, *, now: datetime, lease: timedelta) -> int:
+    """Hand back rows whose worker died mid-send, so that they are sent after all."""
+    result = session.execute(
+        update(Outbox)
+        .where(and_(col(Outbox.status) == SENDING, col(Outbox.claimed_at) < now - lease))
+        .values(status=PENDING, claimed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def claim_due(session: Session, *, platforms: Sequence[str], now: datetime, limit: int) -> list[Claimed]:
+    """Take up to `limit` due rows for the given platforms, oldest first.
+
+    The conditional UPDATE makes the claim safe when several workers share the database:
+    only one of them moves a row from pending to sending.
+    """
+    rows = session.exec(
+        select(Outbox)
+        .where(
+            col(Outbox.status) == PENDING,
+            col(Outbox.platform).in_(list(platforms)),
+            col(Outbox.due_at) <= now,
+        )
+        .order_by(col(Outbox.id))
+        .limit(limit * 4)
+    ).all()
+    claimed: list[Claimed] = []
+    for row in rows:
+        if len(claimed) >= limit:
+            break
+        assert row.id is not None
+        message_ref = None
+        if row.kind == UPDATE:
+            original = session.get(Outbox, row.updates_id)
+            if original is None or original.status == FAILED:
+                _finish(
+                    session,
+                    row.id,
+                    status=FAILED,
+                    now=now,
+                    error="the message to update was never delivered",
+                )
+                continue
+            if original.message_ref is None:
+                continue  # its post is not out yet; the update waits for it
+            message_ref = original.message_ref
+        taken = session.execute(
+            update(Outbox)
+            .where(and_(col(Outbox.id) == row.id, col(Outbox.status) == PENDING))
+            .values(status=SENDING, claimed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount:  # type: ignore[attr-defined]
+            claimed.append(
+                Claimed(row.id, row.kind, row.platform, row.address, row.card, row.attempts, message_ref)
+            )
+    return claimed
+
+
+def mark_sent(session: Session, claimed: Claimed, *, message_ref: str | None, now: datetime) -> None:
+    row = session.get(Outbox, claimed.id)
+    assert row is not None
+    row.status, row.sent_at, row.error, row.claimed_at = SENT, now, None, None
+    row.attempts += 1
+    if claimed.kind == UPDATE and row.updates_id is not None:
+        original = session.get(Outbox, row.updates_id)
+        if original is not None:
+            # The original post now shows this card; keep it as the post's current content.
+            original.card = row.card
+            session.add(original)
+    else:
+        row.message_ref = message_ref
+    session.add(row)
+
+
+def mark_retry(session: Session, claimed: Claimed, *, error: str, due_at: datetime) -> None:
+    row = session.get(Outbox, claimed.id)
+    assert row is not None
+    row.status, row.due_at, row.error, row.claimed_at = PENDING, due_at, error[:1000], None
+    row.attempts += 1
+    session.add(row)
+
+
+def mark_failed(session: Session, claimed: Claimed, *, error: str, now: datetime) -> None:
+    _finish(session, claimed.id, status=FAILED, now=now, error=error)
+
+
+def _finish(session: Session, row_id: int, *, status: str, now: datetime, error: str) -> None:
+    row = session.get(Outbox, row_id)
+    assert row is not None
+    row.status, row.error, row.claimed_at = status, error[:1000], None
+    row.attempts += 1
+    session.add(row)
+
+
+def pending_count(session: Session, *, platforms: Sequence[str] | None = None) -> int:
+    query = select(func.count()).select_from(Outbox).where(col(Outbox.status).in_([PENDING, SENDING]))
+    if platforms is not None:
+        query = query.where(col(Outbox.platform).in_(list(platforms)))
+    return int(session.exec(query).one())
