@@ -118,8 +118,8 @@ def parse_organisation_text(text: str, *, name: str = "app.yaml") -> Organisatio
 
 
 def _describe(problem: Problem, root: yaml.Node | None, name: str) -> str:
-    path = tuple(p for p in problem.path if p != "[key]")
-    line = _line_of(root, path)
+    path = problem.path
+    line = problem.line or _line_of(root, path)
     where = f"{name}:{line}" if line else name
     return f"{where}: {format_path(path)}: {problem.message}" if path else f"{where}: {problem.message}"
 
@@ -165,6 +165,7 @@ def _duplicate_keys(node: yaml.Node | None, path: tuple[str | int, ...]) -> list
                     Problem(
                         (*path, key),
                         f"{key!r} appears twice (first on line {seen[key]}); keep one of them",
+                        line=key_node.start_mark.line + 1,
                     )
                 )
             seen.setdefault(key, key_node.start_mark.line + 1)

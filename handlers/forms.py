@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any, NoReturn
 
@@ -12,11 +12,14 @@ from handlers.ui import Form, FormField
 Clean = dict[str, Any]
 
 
-def clean(form: Form, values: Mapping[str, Any]) -> Clean:
+def clean(
+    form: Form, values: Mapping[str, Any], *, check: Callable[[Clean], dict[str, str]] | None = None
+) -> Clean:
     """The submitted values, trimmed and typed (`date` fields become dates), or `FormErrors`.
 
-    Missing required fields, oversized text, unknown options and malformed dates are all
-    reported at once, so the person fixes everything in one go.
+    Missing required fields, oversized text, unknown options, malformed dates and what
+    `check` finds across fields (given the fields that were fine) are reported at once,
+    so the person fixes everything in one go.
     """
     result: Clean = {}
     errors: dict[str, str] = {}
@@ -25,6 +28,8 @@ def clean(form: Form, values: Mapping[str, Any]) -> Clean:
             result[field.name] = _clean_field(field, values.get(field.name))
         except ValueError as exc:
             errors[field.name] = str(exc)
+    if check is not None:
+        errors = {**check(result), **errors}
     if errors:
         raise FormErrors(errors)
     return result

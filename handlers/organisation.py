@@ -39,10 +39,11 @@ DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 class Problem(Exception):
     """One thing wrong in `app.yaml`: where (a key path) and what to do about it."""
 
-    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+    def __init__(self, path: tuple[str | int, ...], message: str, *, line: int | None = None) -> None:
         super().__init__(message)
         self.path = path
         self.message = message
+        self.line = line  # when the path alone cannot say which line (a repeated key)
 
 
 class OrganisationInvalid(Exception):
@@ -247,7 +248,9 @@ def parse_organisation(data: Any) -> Organisation:
 
 
 def _problem(error: Any) -> Problem:
-    path = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # pydantic reports a bad mapping key as (..., key, "[key]"): the key itself is the culprit.
+    path = tuple(p for p in loc if p != "[key]")
     kind = error["type"]
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":

@@ -10,7 +10,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from handlers import directory, forms
-from handlers.context import Actor, Context, FormErrors, Refusal
+from handlers.context import Actor, Context, Refusal
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
 from storage import audit, outbox
 from storage.models import (
@@ -143,8 +143,7 @@ def announce(session: Session, ctx: Context, actor: Actor, values: Mapping[str, 
     if values.get("supersedes"):
         old = _find(session, str(values["supersedes"]))
         _require_active(session, old)
-    clean = forms.clean(announce_form(ctx, based_on=old), values)
-    _check_guardrails_and_dates(clean)
+    clean = forms.clean(announce_form(ctx, based_on=old), values, check=_guardrails_and_dates)
 
     now = ctx.now()
     decision = Decision(
@@ -209,15 +208,15 @@ def announce(session: Session, ctx: Context, actor: Actor, values: Mapping[str, 
     return Reply(text=text)
 
 
-def _check_guardrails_and_dates(clean: dict[str, Any]) -> None:
+def _guardrails_and_dates(clean: dict[str, Any]) -> dict[str, str]:
     errors: dict[str, str] = {}
-    if not clean["reps_may"] and not clean["reps_may_not"]:
+    if "reps_may" in clean and "reps_may_not" in clean and not (clean["reps_may"] or clean["reps_may_not"]):
         errors["reps_may"] = "Give the guardrails: what reps may do, may not do, or both."
-    review: date | None = clean["review_on"]
-    if review is not None and review <= clean["effective_on"]:
+    review: date | None = clean.get("review_on")
+    effective: date | None = clean.get("effective_on")
+    if review is not None and effective is not None and review <= effective:
         errors["review_on"] = "The review date must come after the effective date."
-    if errors:
-        raise FormErrors(errors)
+    return errors
 
 
 def _targets(session: Session, audience_ids: Sequence[int]) -> list[tuple[str, str]]:
@@ -585,7 +584,7 @@ def show(session: Session, ctx: Context, actor: Actor, decision: Decision) -> Re
             extra = f" and {len(missing) - NAMES_SHOWN} more" if len(missing) > NAMES_SHOWN else ""
             sections.append(Section(heading="Not acknowledged yet", text=shown + extra))
         else:
-            sections.append(Section(heading="Not acknowledged yet", text="Everyone has. 🎉"))
+            sections.append(Section(text="Everyone has acknowledged. 🎉"))
     questions = session.exec(
         select(Question).where(Question.decision_id == decision.id).order_by(col(Question.id))
     ).all()

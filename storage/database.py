@@ -101,8 +101,8 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Bring the schema up to `revision` (Alembic `upgrade`)."""
+def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:
+    """Bring the schema up (or, with `down`, back) to `revision`."""
     from alembic import command
 
     engine = make_engine(url)
@@ -110,7 +110,7 @@ def migrate(url: str, revision: str = "head") -> None:
         with engine.begin() as connection:
             config = alembic_config(url)
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            (command.downgrade if down else command.upgrade)(config, revision)
     finally:
         engine.dispose()
 

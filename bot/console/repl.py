@@ -150,10 +150,9 @@ class Console:
             if not reply.errors:
                 await self.show_reply(reply)
                 return
-            for name, problem in reply.errors.items():
-                label = next((f.label for f in form.fields if f.name == name), name)
-                self.say(f"  ✗ {label}: {problem}")
             fields = [f for f in form.fields if f.name in reply.errors]
+            for field in fields:
+                self.say(f"  ✗ {field.label}: {reply.errors[field.name]}")
 
     async def read_value(self, field: FormField) -> Any:
         parts: list[str] = []

@@ -1,0 +1,166 @@
+"""The delivery worker: every outbox row is sent once, retried when the platform asks, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from bot.delivery import DeliveryWorker
+from bot.platform import DeliveryError
+from handlers.context import Context
+from handlers.ui import Card, Section
+from storage import outbox
+from storage.models import Outbox
+from tests.fakes import Clock, RecordingPlatform, rows
+
+
+def card(title: str) -> dict[str, object]:
+    return Card(title=title, sections=(Section(text="body"),)).to_dict()
+
+
+def queue(ctx: Context, *addresses: str, kind: str = outbox.POST, platform: str = "console") -> list[int]:
+    with ctx.db.session() as session:
+        queued = [
+            outbox.enqueue(
+                session,
+                kind=kind,
+                platform=platform,
+                address=a,
+                card=card(f"to {a}"),
+                subject="test:1",
+                now=ctx.now(),
+            )
+            for a in addresses
+        ]
+        session.flush()
+        return [row.id for row in queued if row.id is not None]
+
+
+def worker(ctx: Context, platform: RecordingPlatform, **options: object) -> DeliveryWorker:
+    return DeliveryWorker(ctx.db, {platform.name: platform}, clock=ctx.clock, **options)  # type: ignore[arg-type]
+
+
+def test_each_row_is_sent_once_and_its_message_reference_kept(ctx: Context) -> None:
+    ids = queue(ctx, "#a", "#b")
+    queue(ctx, "rep1", kind=outbox.DIRECT)
+    platform = RecordingPlatform()
+    assert asyncio.run(worker(ctx, platform).drain()) == 3
+    assert asyncio.run(worker(ctx, platform).drain()) == 0
+    assert platform.ops() == [("send", "#a"), ("send", "#b"), ("direct", "rep1")]
+    sent = rows(ctx.db, Outbox)
+    assert [r.status for r in sent] == ["sent"] * 3
+    assert [r.message_ref for r in sent] == [s.ref for s in platform.transcript]
+    assert sent[0].id == ids[0] and sent[0].sent_at == ctx.now()
+
+
+def test_an_update_waits_for_its_post_and_then_changes_that_message(ctx: Context, clock: Clock) -> None:
+    [post_id] = queue(ctx, "#a")
+    platform = RecordingPlatform(fail_next=[DeliveryError("timeout")])
+    asyncio.run(worker(ctx, platform).drain())  # the post fails once and waits for its retry
+    with ctx.db.session() as session:
+        outbox.refresh_posts(session, subject="test:1", card=card("changed"), now=ctx.now())
+    assert rows(ctx.db, Outbox, kind="update") == []  # a post still pending just takes the new card
+    clock.advance(minutes=5)
+    asyncio.run(worker(ctx, platform).drain())
+    assert platform.transcript[-1].card.title == "changed"
+
+    with ctx.db.session() as session:
+        outbox.refresh_posts(session, subject="test:1", card=card("again"), now=ctx.now())
+        outbox.refresh_posts(session, subject="test:1", card=card("and again"), now=ctx.now())
+    [update] = rows(ctx.db, Outbox, kind="update")
+    assert update.updates_id == post_id
+    asyncio.run(worker(ctx, platform).drain())
+    last = platform.transcript[-1]
+    assert (last.op, last.ref, last.card.title) == ("update", platform.transcript[0].ref, "and again")
+    assert rows(ctx.db, Outbox, id=post_id)[0].card["title"] == "and again"
+
+
+def test_a_transient_failure_is_retried_later_with_backoff(ctx: Context, clock: Clock) -> None:
+    queue(ctx, "#a")
+    platform = RecordingPlatform(fail_next=[DeliveryError("502 bad gateway"), DeliveryError("timeout")])
+    w = worker(ctx, platform)
+    asyncio.run(w.drain())
+    row = rows(ctx.db, Outbox)[0]
+    assert (row.status, row.attempts, row.error) == ("pending", 1, "502 bad gateway")
+    assert row.due_at > clock.now
+    asyncio.run(w.drain())
+    assert platform.transcript == []  # not due yet
+    clock.advance(hours=1)
+    asyncio.run(w.drain())
+    clock.advance(hours=1)
+    asyncio.run(w.drain())
+    row = rows(ctx.db, Outbox)[0]
+    assert (row.status, row.attempts) == ("sent", 3)
+    assert len(platform.transcript) == 1
+
+
+def test_a_rate_limited_row_waits_exactly_as_long_as_the_platform_asks(ctx: Context, clock: Clock) -> None:
+    queue(ctx, "#a")
+    platform = RecordingPlatform(fail_next=[DeliveryError("429", retry_after=30)] * 20)
+    w = worker(ctx, platform, max_attempts=3)
+    for _ in range(20):
+        asyncio.run(w.drain())
+        row = rows(ctx.db, Outbox)[0]
+        assert row.status == "pending" and row.due_at == clock.now + timedelta(seconds=30)
+        clock.advance(seconds=30)
+    asyncio.run(w.drain())
+    assert rows(ctx.db, Outbox)[0].status == "sent"  # 429s never exhaust the attempts
+
+
+def test_a_permanent_failure_fails_that_delivery_only_with_its_reason(ctx: Context) -> None:
+    queue(ctx, "#gone", "#fine")
+    platform = RecordingPlatform(fail_next=[DeliveryError("channel_not_found", permanent=True)])
+    asyncio.run(worker(ctx, platform).drain())
+    gone, fine = rows(ctx.db, Outbox)
+    assert (gone.status, gone.error) == ("failed", "channel_not_found")
+    assert fine.status == "sent"
+    with ctx.db.session() as session:
+        outbox.refresh_posts(session, subject="test:1", card=card("new"), now=ctx.now())
+    asyncio.run(worker(ctx, platform).drain())
+    assert [s.address for s in platform.transcript if s.op == "update"] == ["#fine"]
+
+
+def test_repeated_transient_failures_end_in_a_failure_that_says_so(ctx: Context, clock: Clock) -> None:
+    queue(ctx, "#a")
+    platform = RecordingPlatform(fail_next=[DeliveryError("503")] * 3)
+    w = worker(ctx, platform, max_attempts=3)
+    for _ in range(3):
+        asyncio.run(w.drain())
+        clock.advance(hours=2)
+    row = rows(ctx.db, Outbox)[0]
+    assert row.status == "failed" and "gave up after 3 attempts: 503" in (row.error or "")
+
+
+def test_a_row_whose_worker_died_mid_send_is_sent_after_the_lease(ctx: Context, clock: Clock) -> None:
+    queue(ctx, "#a", "#b")
+    with ctx.db.session() as session:  # a worker claims both, sends nothing, and dies
+        claimed = outbox.claim_due(session, platforms=["console"], now=clock.now, limit=10)
+    assert len(claimed) == 2
+    platform = RecordingPlatform()
+    w = worker(ctx, platform, lease=timedelta(minutes=2))
+    asyncio.run(w.drain())
+    assert platform.transcript == []  # still someone else's
+    clock.advance(minutes=3)
+    asyncio.run(w.drain())
+    assert sorted(platform.ops()) == [("send", "#a"), ("send", "#b")]
+
+
+def test_two_workers_on_one_database_never_send_the_same_row(ctx: Context) -> None:
+    queue(ctx, *[f"#c{i}" for i in range(40)])
+    platform = RecordingPlatform()
+
+    async def both() -> None:
+        await asyncio.gather(worker(ctx, platform, batch=5).drain(), worker(ctx, platform, batch=5).drain())
+
+    asyncio.run(both())
+    addresses = [s.address for s in platform.transcript]
+    assert sorted(addresses) == sorted(f"#c{i}" for i in range(40))
+
+
+def test_rows_for_a_platform_that_is_not_served_wait_for_it(ctx: Context) -> None:
+    queue(ctx, "C0000000001", platform="slack")
+    queue(ctx, "#a")
+    platform = RecordingPlatform()
+    asyncio.run(worker(ctx, platform).drain())
+    assert platform.ops() == [("send", "#a")]
+    assert [r.status for r in rows(ctx.db, Outbox, platform="slack")] == ["pending"]
