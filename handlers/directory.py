@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import func, union
 from sqlmodel import Session, col, select
 
 from handlers.context import Actor, Context, Refusal
@@ -24,24 +25,35 @@ DIRECT_PREFERENCE = ("slack", "teams", "console")
 
 
 def sync(ctx: Context) -> None:
-    """Bring people, identities, audiences, targets and configured members in line with `app.yaml`."""
+    """Bring people, identities, audiences, targets and configured members in line with `app.yaml`.
+
+    Runs at every start, so it reads each table once instead of once per person.
+    """
     org = ctx.org
     with ctx.db.session() as session:
+        known = {p.key: p for p in session.exec(select(Person).where(col(Person.key).in_(list(org.people))))}
         people: dict[str, Person] = {}
         for key, entry in org.people.items():
-            person = session.exec(select(Person).where(Person.key == key)).first() or Person(
-                key=key, name=entry.name
-            )
+            person = known.get(key) or Person(key=key, name=entry.name)
             person.name, person.email, person.timezone = entry.name, entry.email, entry.timezone
             person.from_config = True
             session.add(person)
-            session.flush()
             people[key] = person
-            _claim_identity(session, person, "console", key)
-            if entry.slack:
-                _claim_identity(session, person, "slack", entry.slack)
-            if entry.teams:
-                _claim_identity(session, person, "teams", entry.teams)
+        session.flush()
+
+        identities = {(i.platform, i.external_id): i for i in session.exec(select(Identity))}
+        for key, entry in org.people.items():
+            person = people[key]
+            for platform, external_id in (("console", key), ("slack", entry.slack), ("teams", entry.teams)):
+                if external_id is None:
+                    continue
+                identity = identities.get((platform, external_id))
+                if identity is None:
+                    assert person.id is not None
+                    session.add(Identity(person_id=person.id, platform=platform, external_id=external_id))
+                elif identity.person_id != person.id:
+                    _claim_identity(session, person, platform, external_id)
+        session.flush()
 
         for key, spec in org.audiences.items():
             audience = session.exec(select(Audience).where(Audience.key == key)).first() or Audience(key=key)
@@ -49,34 +61,33 @@ def sync(ctx: Context) -> None:
             session.add(audience)
             session.flush()
             assert audience.id is not None
-            wanted = {tuple(t.split(":", 1)) for t in spec.targets}
-            existing = session.exec(
-                select(AudienceTarget).where(AudienceTarget.audience_id == audience.id)
-            ).all()
-            for target in existing:
-                if (target.platform, target.address) not in wanted:
-                    session.delete(target)
-                else:
-                    wanted.discard((target.platform, target.address))
-            for platform, address in sorted(wanted):
-                session.add(AudienceTarget(audience_id=audience.id, platform=platform, address=address))
-            session.execute(
-                delete(AudienceMember).where(
-                    col(AudienceMember.audience_id) == audience.id,
-                    col(AudienceMember.source) == "config",
-                )
+            _sync_targets(session, audience.id, {tuple(t.split(":", 1)) for t in spec.targets})
+            _sync_members(
+                session, audience.id, {p.id for p in _resolve(session, people, spec.members) if p.id}
             )
-            for person in _resolve(session, people, spec.members):
-                assert person.id is not None
-                member = session.exec(
-                    select(AudienceMember).where(
-                        AudienceMember.audience_id == audience.id,
-                        AudienceMember.person_id == person.id,
-                    )
-                ).first()
-                if member is None:
-                    session.add(AudienceMember(audience_id=audience.id, person_id=person.id, source="config"))
-                    session.flush()
+
+
+def _sync_targets(session: Session, audience_id: int, wanted: set[tuple[str, ...]]) -> None:
+    for target in session.exec(select(AudienceTarget).where(AudienceTarget.audience_id == audience_id)):
+        if (target.platform, target.address) in wanted:
+            wanted.discard((target.platform, target.address))
+        else:
+            session.delete(target)
+    for platform, address in sorted(wanted):
+        session.add(AudienceTarget(audience_id=audience_id, platform=platform, address=address))
+
+
+def _sync_members(session: Session, audience_id: int, wanted: set[int]) -> None:
+    existing = {
+        m.person_id: m
+        for m in session.exec(select(AudienceMember).where(AudienceMember.audience_id == audience_id))
+    }
+    for person_id, member in existing.items():
+        if member.source == "config" and person_id not in wanted:
+            session.delete(member)
+    for person_id in sorted(wanted - set(existing)):
+        session.add(AudienceMember(audience_id=audience_id, person_id=person_id, source="config"))
+    session.flush()
 
 
 def _claim_identity(session: Session, person: Person, platform: str, external_id: str) -> None:
@@ -213,32 +224,43 @@ def holders_of(org: Organisation, role: str) -> list[str]:
 
 def direct_address(session: Session, person_id: int) -> tuple[str, str] | None:
     """Where a direct message to this person goes: their usual platform first."""
-    person = session.get(Person, person_id)
-    if person is None:
-        return None
-    identities = {
-        i.platform: i.external_id
-        for i in session.exec(select(Identity).where(Identity.person_id == person_id))
-    }
-    order = ([person.home_platform] if person.home_platform else []) + list(DIRECT_PREFERENCE)
-    for platform in order:
-        if platform in identities:
-            return platform, identities[platform]
-    return None
+    return direct_addresses(session, [person_id]).get(person_id)
+
+
+def direct_addresses(session: Session, person_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """`direct_address` for many people in two queries; people with no identity are left out."""
+    homes = dict(
+        session.exec(select(Person.id, Person.home_platform).where(col(Person.id).in_(person_ids))).all()
+    )
+    identities: dict[int, dict[str, str]] = {}
+    for identity in session.exec(select(Identity).where(col(Identity.person_id).in_(person_ids))):
+        identities.setdefault(identity.person_id, {})[identity.platform] = identity.external_id
+    found: dict[int, tuple[str, str]] = {}
+    for person_id, known in identities.items():
+        home = homes.get(person_id)
+        for platform in ([home] if home else []) + list(DIRECT_PREFERENCE):
+            if platform in known:
+                found[person_id] = (platform, known[platform])
+                break
+    return found
+
+
+def _member_ids(decision_id: int) -> Any:
+    audience_ids = select(DecisionAudience.audience_id).where(DecisionAudience.decision_id == decision_id)
+    return union(
+        select(AudienceMember.person_id).where(col(AudienceMember.audience_id).in_(audience_ids)),
+        select(Acknowledgement.person_id).where(Acknowledgement.decision_id == decision_id),
+    )
+
+
+def member_count(session: Session, decision_id: int) -> int:
+    """How many people `members_of` would return, counted by the database."""
+    return int(session.exec(select(func.count()).select_from(_member_ids(decision_id).subquery())).one())
 
 
 def members_of(session: Session, decision_id: int) -> set[int]:
     """The people a decision was announced to, as known: configured members and those who acknowledged."""
-    audience_ids = select(DecisionAudience.audience_id).where(DecisionAudience.decision_id == decision_id)
-    members = set(
-        session.exec(
-            select(AudienceMember.person_id).where(col(AudienceMember.audience_id).in_(audience_ids))
-        ).all()
-    )
-    acknowledged = session.exec(
-        select(Acknowledgement.person_id).where(Acknowledgement.decision_id == decision_id)
-    ).all()
-    return members | set(acknowledged)
+    return {row[0] for row in session.execute(_member_ids(decision_id))}
 
 
 def name_of(session: Session, person_id: int | None) -> str:

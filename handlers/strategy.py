@@ -286,7 +286,7 @@ def acknowledgement_count(session: Session, decision_id: int) -> tuple[int, int]
     acknowledged = session.exec(
         select(func.count()).select_from(Acknowledgement).where(Acknowledgement.decision_id == decision_id)
     ).one()
-    return acknowledged, len(directory.members_of(session, decision_id))
+    return acknowledged, directory.member_count(session, decision_id)
 
 
 # --- acknowledging ---------------------------------------------------------------------
@@ -641,8 +641,10 @@ def remind_unacknowledged(ctx: Context) -> int:
                 ).all()
             )
             card = reminder_card(session, decision)
-            for person_id in sorted(directory.members_of(session, decision.id) - acknowledged):
-                address = directory.direct_address(session, person_id)
+            waiting = sorted(directory.members_of(session, decision.id) - acknowledged)
+            addresses = directory.direct_addresses(session, waiting)
+            for person_id in waiting:
+                address = addresses.get(person_id)
                 if address is None:
                     continue
                 outbox.enqueue(

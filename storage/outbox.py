@@ -45,37 +45,37 @@ def refresh_posts(session: Session, *, subject: str, card: dict[str, Any], now: 
     """Make every channel post about `subject` show `card`; returns how many updates were queued.
 
     A post not yet sent simply goes out with the new card; a post already sent gets one
-    pending update, which later changes replace rather than pile up behind.
+    pending update, which later changes replace rather than pile up behind. A fixed
+    number of statements, however many channels the subject was posted to.
     """
     session.flush()
-    posts = session.exec(
-        select(Outbox).where(Outbox.subject == subject, Outbox.kind == POST, Outbox.status != FAILED)
+    posts = select(Outbox.id).where(
+        col(Outbox.subject) == subject, col(Outbox.kind) == POST, col(Outbox.status) != FAILED
+    )
+    session.execute(
+        update(Outbox)
+        .where(col(Outbox.subject) == subject, col(Outbox.kind) == POST, col(Outbox.status) == PENDING)
+        .values(card=card)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Outbox)
+        .where(col(Outbox.kind) == UPDATE, col(Outbox.status) == PENDING, col(Outbox.updates_id).in_(posts))
+        .values(card=card)
+        .execution_options(synchronize_session=False)
+    )
+    waiting = select(Outbox.updates_id).where(
+        col(Outbox.kind) == UPDATE, col(Outbox.status) == PENDING, col(Outbox.subject) == subject
+    )
+    needing = session.exec(
+        select(Outbox).where(
+            col(Outbox.subject) == subject,
+            col(Outbox.kind) == POST,
+            col(Outbox.status).in_([SENDING, SENT]),
+            col(Outbox.id).not_in(waiting),
+        )
     ).all()
-    queued = 0
-    for post in posts:
-        assert post.id is not None
-        replaced = session.execute(
-            update(Outbox)
-            .where(and_(col(Outbox.id) == post.id, col(Outbox.status) == PENDING))
-            .values(card=card)
-            .execution_options(synchronize_session=False)
-        )
-        if replaced.rowcount:  # type: ignore[attr-defined]
-            continue
-        coalesced = session.execute(
-            update(Outbox)
-            .where(
-                and_(
-                    col(Outbox.updates_id) == post.id,
-                    col(Outbox.kind) == UPDATE,
-                    col(Outbox.status) == PENDING,
-                )
-            )
-            .values(card=card)
-            .execution_options(synchronize_session=False)
-        )
-        if coalesced.rowcount:  # type: ignore[attr-defined]
-            continue
+    for post in needing:
         enqueue(
             session,
             kind=UPDATE,
@@ -86,9 +86,9 @@ def refresh_posts(session: Session, *, subject: str, card: dict[str, Any], now: 
             now=now,
             updates_id=post.id,
         )
-        queued += 1
+    session.flush()
     session.expire_all()
-    return queued
+    return len(needing)
 
 
 def find_post(session: Session, *, platform: str, address: str, message_ref: str) -> Outbox | None:

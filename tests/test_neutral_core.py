@@ -1,0 +1,124 @@
+"""The neutral core: cards survive the outbox, forms refuse any input cleanly, people are recognised."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handlers import directory, forms
+from handlers.context import Context, FormErrors
+from handlers.ui import Button, Card, Fact, Form, FormField, Option, Section
+from storage.models import Identity, Person
+from tests.fakes import rows
+
+text = st.text(max_size=200)
+cards = st.builds(
+    Card,
+    title=text,
+    sections=st.lists(
+        st.builds(
+            Section,
+            text=text,
+            heading=text,
+            facts=st.lists(st.builds(Fact, text, text), max_size=3).map(tuple),
+        ),
+        max_size=4,
+    ).map(tuple),
+    buttons=st.lists(
+        st.builds(Button, text, text, text, st.sampled_from(["default", "primary", "danger"])), max_size=3
+    ).map(tuple),
+    footer=text,
+)
+
+
+@given(cards)
+def test_a_card_comes_back_from_the_outbox_exactly_as_it_went_in(card: Card) -> None:
+    assert Card.from_dict(card.to_dict()) == card
+
+
+FORM = Form(
+    form_id="f",
+    title="T",
+    fields=(
+        FormField("title", "Title", required=True, max_length=50),
+        FormField("when", "When", kind="date"),
+        FormField(
+            "where",
+            "Where",
+            kind="select",
+            multiple=True,
+            required=True,
+            options=(Option("a", "A"), Option("b", "B")),
+        ),
+        FormField("one", "One", kind="select", options=(Option("x", "X"),)),
+        FormField("anonymous", "Anonymous", kind="checkbox"),
+    ),
+)
+anything = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=300),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from(["title", "when", "where", "one", "anonymous", "extra"]), anything))
+def test_any_submitted_values_are_either_clean_or_refused_with_reasons(values: dict[str, Any]) -> None:
+    try:
+        clean = forms.clean(FORM, values)
+    except FormErrors as invalid:
+        assert invalid.errors and set(invalid.errors) <= {"title", "when", "where", "one", "anonymous"}
+        assert all(isinstance(m, str) and m for m in invalid.errors.values())
+        return
+    assert isinstance(clean["title"], str) and 0 < len(clean["title"]) <= 50
+    assert clean["where"] and set(clean["where"]) <= {"a", "b"}
+    assert clean["one"] in (None, "x") and isinstance(clean["anonymous"], bool)
+
+
+def test_control_characters_are_dropped_and_line_breaks_kept() -> None:
+    clean = forms.clean(FORM, {"title": "a\x00b\x1b[31m\r\nc  \t", "where": ["a", "a"]})
+    assert clean["title"] == "ab[31m\nc" and clean["where"] == ["a"]
+
+
+def test_a_person_first_seen_on_slack_becomes_the_configured_person_when_app_yaml_names_them(
+    ctx: Context,
+) -> None:
+    stranger = directory.identify(ctx, "slack", "U0000000001", name="rita.r")
+    # rep1 in the test organisation carries slack: U0000000001, so sync already knew her
+    assert stranger.name == "Rita Rep" and stranger.roles == frozenset({"rep"})
+    newcomer = directory.identify(ctx, "slack", "U0000000042", name="New Person", email="new@test.example")
+    assert newcomer.roles == frozenset() and newcomer.timezone == "Europe/Berlin"
+    assert rows(ctx.db, Person, id=newcomer.person_id)[0].key == "slack:U0000000042"
+
+
+def test_a_platform_user_with_a_configured_email_is_that_person(ctx: Context) -> None:
+    actor = directory.identify(ctx, "teams", "29:abc", name="L. Leader", email="lena@test.example")
+    assert actor.name == "Lena Leader" and "leader" in actor.roles
+    identities = {(i.platform, i.external_id) for i in rows(ctx.db, Identity, person_id=actor.person_id)}
+    assert identities == {("console", "lead"), ("teams", "29:abc")}
+
+
+def test_the_console_signs_in_only_people_from_app_yaml(ctx: Context) -> None:
+    from handlers.context import Refusal
+
+    with pytest.raises(Refusal, match="'mallory' is not in people"):
+        directory.console_actor(ctx, "mallory")
+    assert directory.console_actor(ctx, "rep3").timezone == "America/New_York"
+
+
+def test_syncing_again_after_app_yaml_changes_moves_targets_and_members(ctx: Context) -> None:
+    from bot.config import parse_organisation_text
+    from storage.models import AudienceMember, AudienceTarget
+    from tests.conftest import ORG_YAML
+
+    changed = ORG_YAML.replace("targets: [console:#emea, slack:C0000000001]", "targets: [console:#emea-new]")
+    changed = changed.replace("members: [rep1, rep2]", "members: [rep2]")
+    directory.sync(Context(db=ctx.db, org=parse_organisation_text(changed), clock=ctx.clock))
+    targets = {(t.platform, t.address) for t in rows(ctx.db, AudienceTarget, audience_id=1)}
+    assert targets == {("console", "#emea-new")}
+    assert len(rows(ctx.db, AudienceMember, audience_id=1)) == 1

@@ -1,0 +1,61 @@
+"""Storage pieces the features build on: inbound event ids, units of work on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from storage import inbound_events
+from storage.database import Database
+from storage.models import InboundEvent, Person
+from tests.fakes import Clock, rows
+
+
+def test_an_event_is_handled_the_first_time_only(db: Database, clock: Clock) -> None:
+    with db.session() as session:
+        assert inbound_events.first_time(session, platform="slack", event_id="Ev1", now=clock.now)
+        assert not inbound_events.first_time(session, platform="slack", event_id="Ev1", now=clock.now)
+        assert inbound_events.first_time(session, platform="teams", event_id="Ev1", now=clock.now)
+        session.add(Person(key="kept", name="Kept"))  # the failed insert did not spoil the transaction
+    assert len(rows(db, InboundEvent)) == 2 and len(rows(db, Person)) == 1
+
+
+def test_two_processes_receiving_the_same_retry_handle_it_once(db: Database, clock: Clock) -> None:
+    results: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def receive() -> None:
+        barrier.wait()
+        with db.session() as session:
+            results.append(
+                inbound_events.first_time(session, platform="slack", event_id="Ev9", now=clock.now)
+            )
+
+    threads = [threading.Thread(target=receive) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+
+
+def test_old_event_ids_are_forgotten(db: Database, clock: Clock) -> None:
+    with db.session() as session:
+        inbound_events.first_time(
+            session, platform="slack", event_id="old", now=clock.now - timedelta(days=2)
+        )
+        inbound_events.first_time(session, platform="slack", event_id="new", now=clock.now)
+    with db.session() as session:
+        assert inbound_events.forget_before(session, clock.now - timedelta(days=1)) == 1
+    assert [e.event_id for e in rows(db, InboundEvent)] == ["new"]
+
+
+def test_a_unit_of_work_that_fails_stores_nothing(db: Database) -> None:
+    try:
+        with db.session() as session:
+            session.add(Person(key="half", name="Half written"))
+            session.flush()
+            raise RuntimeError("crash mid-way")
+    except RuntimeError:
+        pass
+    assert rows(db, Person) == []
