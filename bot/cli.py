@@ -82,7 +82,6 @@ def check_command(config: ConfigOption = None) -> None:
 def console_command(config: ConfigOption = None, person: AsOption = None) -> None:
     """Use Touchline in this terminal, as someone from app.yaml; reads a script from stdin too."""
     settings = settings_or_exit(config)
-    logs.configure("WARNING", settings.env.log_format)
     _console(settings, person)
 
 
@@ -96,7 +95,6 @@ def serve_command(config: ConfigOption = None, person: AsOption = None) -> None:
             "Slack/Teams credentials are set, but this version of Touchline serves the console only.",
             err=True,
         )
-    logs.configure("WARNING", env.log_format)
     typer.echo(
         f"Touchline for {settings.org.organisation.name}: no chat platform is connected, "
         "so Touchline runs here in the terminal."
@@ -105,6 +103,9 @@ def serve_command(config: ConfigOption = None, person: AsOption = None) -> None:
 
 
 def _console(settings: Settings, person: str | None) -> None:
+    env = settings.env
+    # The terminal is the chat here: only warnings go to it, unless LOG_LEVEL asks for more.
+    logs.configure(env.log_level if "log_level" in env.model_fields_set else "WARNING", env.log_format)
     person = person or _first_leader(settings)
     try:
         ctx = build_context(settings)

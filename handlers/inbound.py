@@ -16,24 +16,25 @@ from storage import outbox
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Session, Context, Actor], Reply]
+# (session, ctx, actor, text or button value) -> Reply
+OnText = Callable[[Session, Context, Actor, str], Reply]
 
-COMMANDS: dict[str, Callable[[Session, Context, Actor, str], Reply]] = {
+COMMANDS: dict[str, OnText] = {
     "strategy": strategy.on_command,
 }
-ACTIONS: dict[str, Callable[[Session, Context, Actor, str], Reply]] = {
+ACTIONS: dict[str, OnText] = {
     strategy.ACK: strategy.acknowledge,
-    strategy.ASK: lambda s, c, a, v: Reply(form=strategy.question_form(s, v, concern=False)),
-    strategy.CONCERN: lambda s, c, a, v: Reply(form=strategy.question_form(s, v, concern=True)),
-    strategy.ANSWER: lambda s, c, a, v: Reply(form=strategy.answer_form(s, c, a, v)),
+    strategy.ASK: strategy.open_question,
+    strategy.CONCERN: strategy.open_concern,
+    strategy.ANSWER: strategy.open_answer,
 }
 FORMS: dict[str, Callable[[Session, Context, Actor, Mapping[str, Any]], Reply]] = {
     strategy.ANNOUNCE_FORM: strategy.announce,
     strategy.QUESTION_FORM: strategy.ask,
     strategy.ANSWER_FORM: strategy.answer,
 }
-# What a reaction means, per kind of post: (reaction action, added) -> button action.
-REACTIONS: dict[tuple[str, str, bool], Callable[[Session, Context, Actor, str], Reply]] = {
+# What a reaction means: (kind of post, meaning from app.yaml, added or removed) -> handler.
+REACTIONS: dict[tuple[str, str, bool], OnText] = {
     ("decision", "got-it", True): strategy.acknowledge,
     ("decision", "got-it", False): strategy.withdraw_acknowledgement,
 }

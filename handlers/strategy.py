@@ -377,6 +377,21 @@ def question_form(session: Session, decision_id: str, *, concern: bool) -> Form:
     )
 
 
+def open_question(session: Session, ctx: Context, actor: Actor, decision_id: str) -> Reply:
+    """*I have a question* opens the question form."""
+    return Reply(form=question_form(session, decision_id, concern=False))
+
+
+def open_concern(session: Session, ctx: Context, actor: Actor, decision_id: str) -> Reply:
+    """*Concern from the field* opens the concern form, which can be sent anonymously."""
+    return Reply(form=question_form(session, decision_id, concern=True))
+
+
+def open_answer(session: Session, ctx: Context, actor: Actor, question_id: str) -> Reply:
+    """*Answer*, on the question's direct message to the author."""
+    return Reply(form=answer_form(session, ctx, actor, question_id))
+
+
 def ask(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any]) -> Reply:
     """Route a question or concern to the decision's author as a direct message."""
     concern = values.get("kind") == "concern"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handlers import directory, forms
@@ -122,3 +122,21 @@ def test_syncing_again_after_app_yaml_changes_moves_targets_and_members(ctx: Con
     targets = {(t.platform, t.address) for t in rows(ctx.db, AudienceTarget, audience_id=1)}
     assert targets == {("console", "#emea-new")}
     assert len(rows(ctx.db, AudienceMember, audience_id=1)) == 1
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(["strategy", "/strategy", "STRATEGY", "help", "", "x" * 50]) | st.text(max_size=20),
+    text=st.text(max_size=300)
+    | st.sampled_from(["show", "show 1", "supersede 1", "list", "show -1", "show ١"]),
+)
+def test_any_command_text_gets_a_reply_and_changes_nothing_for_a_rep(
+    ctx: Context, people: dict[str, Any], name: str, text: str
+) -> None:
+    from handlers import inbound
+    from storage.models import Decision, Outbox
+
+    reply = inbound.command(ctx, people["rep1"], name, text)
+    assert reply.text or reply.card or reply.form
+    assert "Traceback" not in reply.text and "Something went wrong" not in reply.text
+    assert rows(ctx.db, Decision) == [] and rows(ctx.db, Outbox) == []

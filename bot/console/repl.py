@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shlex
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -19,6 +20,7 @@ from storage import outbox
 from storage.models import Outbox
 
 ReadLine = Callable[[str], "str | None"]
+log = logging.getLogger(__name__)
 
 CONSOLE_HELP = """\
 Console commands (anything starting with / goes to Touchline, as in Slack):
@@ -71,6 +73,11 @@ class Console:
                 await self.handle(line)
             except Refusal as refusal:
                 self.say(refusal.message)
+            except Exception:
+                log.exception("console command failed: %s", line[:80])
+                self.say(
+                    "Something went wrong in the console; nothing more was changed. The log has details."
+                )
             await self.worker.drain()
         await self.worker.drain()
 
