@@ -141,7 +141,7 @@ def announce(session: Session, ctx: Context, actor: Actor, values: Mapping[str, 
     _require_leader(ctx, actor, "announce strategy decisions")
     old: Decision | None = None
     if values.get("supersedes"):
-        old = _find(session, str(values["supersedes"]))
+        old = _find(session, str(values["supersedes"]), lock=True)
         _require_active(session, old)
     clean = forms.clean(announce_form(ctx, based_on=old), values, check=_guardrails_and_dates)
 
@@ -294,7 +294,7 @@ def acknowledgement_count(session: Session, decision_id: int) -> tuple[int, int]
 
 def acknowledge(session: Session, ctx: Context, actor: Actor, decision_id: str) -> Reply:
     """*Got it*: one acknowledgement per person and decision; pressing again changes nothing."""
-    decision = _find(session, decision_id)
+    decision = _find(session, decision_id, lock=True)
     _require_active(session, decision)
     assert decision.id is not None
     existing = session.exec(
@@ -316,7 +316,7 @@ def acknowledge(session: Session, ctx: Context, actor: Actor, decision_id: str) 
 
 def withdraw_acknowledgement(session: Session, ctx: Context, actor: Actor, decision_id: str) -> Reply:
     """Undo *Got it* (the ✅ reaction was removed)."""
-    decision = _find(session, decision_id)
+    decision = _find(session, decision_id, lock=True)
     assert decision.id is not None
     existing = session.exec(
         select(Acknowledgement).where(
@@ -476,9 +476,10 @@ def answer_form(session: Session, ctx: Context, actor: Actor, question_id: str) 
 
 def answer(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any]) -> Reply:
     """The author's answer reaches the asker, or everyone the decision reached if they asked anonymously."""
-    form = answer_form(session, ctx, actor, str(values.get("question", "")))
+    # Locked first, so that two leaders answering at once cannot both answer.
+    question = _question(session, str(values.get("question", "")), lock=True)
+    form = answer_form(session, ctx, actor, str(question.id))
     clean = forms.clean(form, values)
-    question = _question(session, form.state["question"])
     decision = _find(session, str(question.decision_id))
     now = ctx.now()
     question.answer, question.answered_by_id, question.answered_at = (
@@ -694,19 +695,30 @@ def _subject(decision: Decision) -> str:
     return f"decision:{decision.id}"
 
 
-def _find(session: Session, text: str) -> Decision:
+def _find(session: Session, text: str, *, lock: bool = False) -> Decision:
+    """The decision numbered in `text`. `lock` holds its row until the transaction ends, so that
+    changes to one decision (acknowledgements and their live count, superseding) queue up
+    instead of each counting without the others (PostgreSQL; SQLite runs writers one by one)."""
     token = text.strip().lstrip("#")
     if not token.isdigit() or len(token) > 12:
         raise Refusal(f"Which decision? Give its number, e.g. /strategy show 3.\n{USAGE}")
-    decision = session.get(Decision, int(token))
+    query = select(Decision).where(Decision.id == int(token))
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    decision = session.exec(query).first()
     if decision is None:
         raise Refusal(f"There is no decision #{token}. /strategy list shows the active ones.")
     return decision
 
 
-def _question(session: Session, text: str) -> Question:
+def _question(session: Session, text: str, *, lock: bool = False) -> Question:
     token = text.strip()
-    question = session.get(Question, int(token)) if token.isdigit() and len(token) <= 12 else None
+    question = None
+    if token.isdigit() and len(token) <= 12:
+        query = select(Question).where(Question.id == int(token))
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        question = session.exec(query).first()
     if question is None:
         raise Refusal("That question no longer exists.")
     return question

@@ -170,8 +170,11 @@ def claim_due(session: Session, *, platforms: Sequence[str], now: datetime, limi
             .execution_options(synchronize_session=False)
         )
         if taken.rowcount:  # type: ignore[attr-defined]
+            # Read the card again now that the row is ours: a change may have replaced it
+            # between the SELECT above and the claim, and the newest card is the one to send.
+            card = session.execute(select(Outbox.card).where(col(Outbox.id) == row.id)).scalar_one()
             claimed.append(
-                Claimed(row.id, row.kind, row.platform, row.address, row.card, row.attempts, message_ref)
+                Claimed(row.id, row.kind, row.platform, row.address, card, row.attempts, message_ref)
             )
     return claimed
 

@@ -456,3 +456,33 @@ def test_people_first_seen_on_a_platform_are_remembered_without_a_timestamp(ctx:
     from sqlalchemy import DateTime
 
     assert not [c.name for c in Person.__table__.columns if isinstance(c.type, DateTime)]  # type: ignore[attr-defined]
+
+
+def test_people_acknowledging_at_the_same_moment_all_show_in_the_final_count(
+    ctx: Context, people: dict[str, Actor]
+) -> None:
+    import threading
+
+    from handlers import directory
+
+    decision = announce(ctx, people["lead"])
+    platform = RecordingPlatform()
+    deliver(ctx, platform)
+    crowd = [directory.identify(ctx, "slack", f"U00000001{i:02d}", name=f"Rep {i}") for i in range(8)]
+    crowd += [crowd[0]]  # one of them double-clicks
+    barrier = threading.Barrier(len(crowd))
+    replies: list[Reply] = []
+
+    def press(actor: Actor) -> None:
+        barrier.wait()
+        replies.append(inbound.action(ctx, actor, strategy.ACK, str(decision.id)))
+
+    threads = [threading.Thread(target=press, args=(actor,)) for actor in crowd]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not [r.text for r in replies if "Something went wrong" in r.text]
+    assert len(rows(ctx.db, Acknowledgement, decision_id=decision.id)) == 8
+    deliver(ctx, platform)
+    assert platform.transcript[-1].card.footer.endswith("acknowledged by 8 of 10")
