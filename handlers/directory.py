@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, union
-from sqlmodel import Session, col, select
+from sqlalchemy import delete, func, union, update
+from sqlmodel import Session, SQLModel, col, select
 
 from handlers.context import Actor, Context, Refusal
 from handlers.organisation import Organisation
@@ -15,9 +15,12 @@ from storage.models import (
     Audience,
     AudienceMember,
     AudienceTarget,
+    AuditEntry,
+    Decision,
     DecisionAudience,
     Identity,
     Person,
+    Question,
 )
 
 # Where a direct message goes when we do not know which platform a person uses most.
@@ -100,28 +103,47 @@ def _claim_identity(session: Session, person: Person, platform: str, external_id
     elif identity.person_id != person.id:
         # Someone first seen on a platform turned out to be this configured person.
         _merge(session, source_id=identity.person_id, into=person)
-        identity.person_id = person.id
-        session.add(identity)
     session.flush()
+
+
+# Every column that points at a person, so that merging two records of one person misses none.
+PERSON_REFERENCES: tuple[tuple[type[SQLModel], str], ...] = (
+    (Identity, "person_id"),
+    (Acknowledgement, "person_id"),
+    (AudienceMember, "person_id"),
+    (Decision, "author_id"),
+    (Question, "asker_id"),
+    (Question, "answered_by_id"),
+    (AuditEntry, "actor_id"),
+)
 
 
 def _merge(session: Session, *, source_id: int, into: Person) -> None:
+    """Fold the person first seen on a platform into the configured one, then forget the former."""
     assert into.id is not None
-    for ack in session.exec(select(Acknowledgement).where(Acknowledgement.person_id == source_id)):
-        duplicate = session.exec(
-            select(Acknowledgement).where(
-                Acknowledgement.person_id == into.id, Acknowledgement.decision_id == ack.decision_id
-            )
-        ).first()
-        if duplicate:
-            session.delete(ack)
-        else:
-            ack.person_id = into.id
-            session.add(ack)
-    for identity in session.exec(select(Identity).where(Identity.person_id == source_id)):
-        identity.person_id = into.id
-        session.add(identity)
     session.flush()
+    # Where both already have a row that may exist once per person, keep the configured one's.
+    acknowledged = select(Acknowledgement.decision_id).where(Acknowledgement.person_id == into.id)
+    session.execute(
+        delete(Acknowledgement).where(
+            col(Acknowledgement.person_id) == source_id, col(Acknowledgement.decision_id).in_(acknowledged)
+        )
+    )
+    belongs = select(AudienceMember.audience_id).where(AudienceMember.person_id == into.id)
+    session.execute(
+        delete(AudienceMember).where(
+            col(AudienceMember.person_id) == source_id, col(AudienceMember.audience_id).in_(belongs)
+        )
+    )
+    for model, column in PERSON_REFERENCES:
+        session.execute(
+            update(model)
+            .where(getattr(model, column) == source_id)
+            .values({column: into.id})
+            .execution_options(synchronize_session=False)
+        )
+    session.execute(delete(Person).where(col(Person.id) == source_id))
+    session.expire_all()
 
 
 def _resolve(session: Session, people: dict[str, Person], refs: Iterable[str]) -> list[Person]:

@@ -140,3 +140,41 @@ def test_any_command_text_gets_a_reply_and_changes_nothing_for_a_rep(
     assert reply.text or reply.card or reply.form
     assert "Traceback" not in reply.text and "Something went wrong" not in reply.text
     assert rows(ctx.db, Decision) == [] and rows(ctx.db, Outbox) == []
+
+
+def test_someone_added_to_app_yaml_after_using_touchline_keeps_what_they_did(ctx: Context) -> None:
+    from bot.config import parse_organisation_text
+    from handlers import inbound, strategy
+    from storage.models import Acknowledgement, Decision, Question
+    from tests.conftest import ORG_YAML
+
+    lead = directory.console_actor(ctx, "lead")
+    form = inbound.command(ctx, lead, "strategy", "").form
+    assert form is not None
+    inbound.submit(
+        ctx,
+        lead,
+        form.form_id,
+        {
+            "title": "T",
+            "decision": "D",
+            "why": "W",
+            "reps_may": "M",
+            "effective_on": "2026-12-01",
+            "audiences": ["emea"],
+        },
+    )
+    decision = rows(ctx.db, Decision)[0]
+    early = directory.identify(ctx, "slack", "U0000000077", name="nina.n")
+    inbound.action(ctx, early, strategy.ACK, str(decision.id))
+    question_form = inbound.action(ctx, early, strategy.ASK, str(decision.id)).form
+    assert question_form is not None
+    inbound.submit(ctx, early, question_form.form_id, {"text": "Why now?", **question_form.state})
+
+    grown = ORG_YAML.replace("people:\n", "people:\n  nina:\n    name: Nina Neu\n    slack: U0000000077\n", 1)
+    directory.sync(Context(db=ctx.db, org=parse_organisation_text(grown), clock=ctx.clock))
+    nina = rows(ctx.db, Person, key="nina")[0]
+    assert rows(ctx.db, Person, id=early.person_id) == []
+    assert [a.person_id for a in rows(ctx.db, Acknowledgement)] == [nina.id]
+    assert [q.asker_id for q in rows(ctx.db, Question)] == [nina.id]
+    assert directory.identify(ctx, "slack", "U0000000077").name == "Nina Neu"
