@@ -10,7 +10,14 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from handlers.organisation import Organisation, OrganisationInvalid, Problem, parse_organisation
+from handlers.organisation import (
+    ROLES,
+    Organisation,
+    OrganisationInvalid,
+    Problem,
+    format_duration,
+    parse_organisation,
+)
 
 MAX_CONFIG_BYTES = 2_000_000
 
@@ -181,7 +188,7 @@ def summary(settings: Settings) -> str:
     org, env = settings.org, settings.env
     lines = [f"{settings.config_path} is valid: {org.organisation.name} ({org.organisation.timezone})"]
     lines.append(f"  people: {len(org.people)}")
-    for role in ("leader", "marketer", "rep", "admin"):
+    for role in ROLES:
         refs: list[Any] = org.roles.get(role, [])
         names = [org.people[r].name if r in org.people else r for r in refs]
         lines.append(f"  {role}s: {len(refs)}" + (f" ({', '.join(names)})" if names else ""))
@@ -194,10 +201,11 @@ def summary(settings: Settings) -> str:
         where = ", ".join(f"{n} {p}" for p, n in platforms.items())
         lines.append(f"    {key}: {where}; {len(audience.members)} members listed")
     lines.append(f"  reactions: {', '.join(f':{e}: = {a}' for e, a in org.reactions.items())}")
-    lines.append(f"  acknowledgement reminder after: {org.strategy.remind_after}")
+    lines.append(f"  acknowledgement reminder after: {format_duration(org.strategy.remind_after)}")
     lines.append(f"  surveys: {', '.join(org.surveys) or 'none'}")
     lines.append(f"  digest: {'to ' + ', '.join(org.digest.recipients) if org.digest else 'none'}")
     lines.append(f"  objection themes: {', '.join(org.objections.themes) or 'none'}")
+    lines.append(f"  known competitors: {', '.join(org.objections.competitors) or 'none'}")
     lines.append("  platforms: console")
     ignored = [p for p, on in (("Slack", env.slack_configured), ("Teams", env.teams_configured)) if on]
     if ignored:

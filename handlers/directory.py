@@ -285,6 +285,11 @@ def members_of(session: Session, decision_id: int) -> set[int]:
     return {row[0] for row in session.execute(_member_ids(decision_id))}
 
 
+def timezone_of(session: Session, org: Organisation, person_id: int) -> str:
+    person = session.get(Person, person_id)
+    return (person.timezone if person else None) or org.organisation.timezone
+
+
 def name_of(session: Session, person_id: int | None) -> str:
     person = session.get(Person, person_id) if person_id is not None else None
     return person.name if person else "someone"

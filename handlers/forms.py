@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from handlers.context import FormErrors
 from handlers.ui import Form, FormField
@@ -57,6 +59,8 @@ def _clean_field(field: FormField, raw: Any) -> Any:
         return None
     if field.max_length is not None and len(text) > field.max_length:
         _too_long(field, len(text))
+    if field.kind == "url":
+        return _url(text)
     if field.kind == "date":
         try:
             return date.fromisoformat(text)
@@ -66,6 +70,13 @@ def _clean_field(field: FormField, raw: Any) -> Any:
         allowed = {o.value for o in field.options}
         if text not in allowed:
             raise ValueError(f"choose one of: {', '.join(sorted(allowed))}")
+    return text
+
+
+def _url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or any(c.isspace() for c in text):
+        raise ValueError(f"{text[:60]!r} is not a web link; it must start with https:// or http://")
     return text
 
 
@@ -112,8 +123,9 @@ def _truthy(raw: Any) -> bool:
 
 
 def _normalise_text(raw: str) -> str:
-    # Unify line endings and drop control characters other than line breaks and tabs:
-    # they are invisible in chat and can break a platform's rendering.
+    # Unify line endings and drop control and format characters (zero-width spaces,
+    # direction overrides) other than line breaks, tabs and the joiner inside emoji: they
+    # are invisible in chat, can disguise text, and would let "nothing" pass as something.
     raw = raw.replace("\r\n", "\n").replace("\r", "\n")
-    kept = "".join(ch for ch in raw if ch in "\n\t" or (ch >= " " and ch != "\x7f"))
+    kept = "".join(ch for ch in raw if ch in "\n\t\u200d" or unicodedata.category(ch) not in ("Cc", "Cf"))
     return "\n".join(line.rstrip() for line in kept.split("\n")).strip()

@@ -8,16 +8,29 @@ from handlers.ui import Card, Reply, Section
 
 def overview(ctx: Context, actor: Actor, *, unknown: str = "") -> Reply:
     """The commands this person may use; `unknown` names a command that was not understood."""
-    lines = [
+    strategy = [
         "/strategy list — the active strategy decisions, with their why and guardrails",
         "/strategy show <id> — one decision, who acknowledged it, its questions",
     ]
     if actor.has("leader"):
-        lines += [
+        strategy += [
             "/strategy — announce a decision to the field",
             "/strategy supersede <id> — replace a decision with a new version",
         ]
-    lines.append("/help — this list")
+    field = [
+        "/objection <what the customer said> — log an objection in one step",
+        "/objection — the full form: competitor, segment, deal stage and size, deal link, severity",
+        "/objection mine — what you logged (edit or withdraw within 24 hours)",
+    ]
+    if actor.has("marketer", "marketing-lead", "leader"):
+        field.append("/objection list [theme] — what the field is hearing, by theme")
+    assets = ["/asset list · /asset show <id> — assets and what the field says about them"]
+    if actor.has("marketer", "marketing-lead"):
+        assets += [
+            "/asset — publish an asset to the field",
+            "/asset draft — ask the field for input on a draft, with a deadline",
+            "/asset publish <id> — launch a draft",
+        ]
     roles = ", ".join(sorted(actor.roles)) or "no role in app.yaml yet"
     intro = f"I don't know {unknown[:60]}. " if unknown else ""
     return Reply(
@@ -25,11 +38,13 @@ def overview(ctx: Context, actor: Actor, *, unknown: str = "") -> Reply:
         card=Card(
             title=f"Touchline for {ctx.org.organisation.name}",
             sections=(
-                Section(text="\n".join(lines)),
+                Section(heading="Strategy", text="\n".join(strategy)),
+                Section(heading="What the field hears", text="\n".join(field)),
+                Section(heading="Assets", text="\n".join(assets)),
                 Section(
-                    text="On a decision's card: “Got it” acknowledges it, “I have a question” and "
-                    "“Concern from the field” reach its author. Reacting ✅ to the card "
-                    "acknowledges it too."
+                    text="On a card, the buttons do the talking: “Got it” acknowledges a decision, "
+                    "“Useful” or “Doesn't fit the field” tells marketing about an asset. "
+                    "Reacting ✅ (or 👍 / 👎 on an asset) does the same. /help shows this list."
                 ),
             ),
             footer=f"You are {actor.name} ({roles}).",

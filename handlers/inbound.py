@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from handlers import help, strategy
+from handlers import assets, help, objections, strategy
 from handlers.context import Actor, Context, FormErrors, PostRef, Refusal
 from handlers.ui import Reply
 from storage import outbox
@@ -21,22 +21,53 @@ OnText = Callable[[Session, Context, Actor, str], Reply]
 
 COMMANDS: dict[str, OnText] = {
     "strategy": strategy.on_command,
+    "objection": objections.on_command,
+    "asset": assets.on_command,
 }
 ACTIONS: dict[str, OnText] = {
     strategy.ACK: strategy.acknowledge,
     strategy.ASK: strategy.open_question,
     strategy.CONCERN: strategy.open_concern,
     strategy.ANSWER: strategy.open_answer,
+    objections.EDIT: objections.edit,
+    objections.WITHDRAW: objections.withdraw,
+    assets.USEFUL: assets.mark_useful,
+    assets.USED: assets.mark_used,
+    assets.DOESNT_FIT: assets.open_doesnt_fit,
+    assets.SUGGEST: assets.open_suggestion,
 }
 FORMS: dict[str, Callable[[Session, Context, Actor, Mapping[str, Any]], Reply]] = {
     strategy.ANNOUNCE_FORM: strategy.announce,
     strategy.QUESTION_FORM: strategy.ask,
     strategy.ANSWER_FORM: strategy.answer,
+    objections.FORM_ID: objections.log,
+    assets.PUBLISH_FORM: assets.publish,
+    assets.DRAFT_FORM: assets.draft,
+    assets.DOESNT_FIT_FORM: assets.doesnt_fit,
+    assets.SUGGEST_FORM: assets.suggest,
 }
 # What a reaction means: (kind of post, meaning from app.yaml, added or removed) -> handler.
 REACTIONS: dict[tuple[str, str, bool], OnText] = {
     ("decision", "got-it", True): strategy.acknowledge,
     ("decision", "got-it", False): strategy.withdraw_acknowledgement,
+    **{
+        (post, meaning, True): handler
+        for post in ("asset", "draft")
+        for meaning, handler in (
+            ("useful", assets.mark_useful),
+            ("used-with-customer", assets.mark_used),
+            ("doesnt-fit", assets.mark_doesnt_fit),
+        )
+    },
+    **{
+        (post, meaning, False): assets.take_back(kind)
+        for post in ("asset", "draft")
+        for meaning, kind in (
+            ("useful", "useful"),
+            ("used-with-customer", "used"),
+            ("doesnt-fit", "doesnt-fit"),
+        )
+    },
 }
 # Platforms name emoji differently; reactions in app.yaml use Slack's short names.
 EMOJI_NAMES = {
@@ -52,7 +83,7 @@ MAX_COMMAND_TEXT = 4000
 
 
 def command(ctx: Context, actor: Actor, name: str, text: str) -> Reply:
-    """`/strategy show 3` arrives as `command(actor, "strategy", "show 3")`."""
+    """`/objection too expensive vs Acme` arrives as `command(actor, "objection", "too expensive ...")`."""
     name = name.strip().lstrip("/").lower()
     if len(text) > MAX_COMMAND_TEXT:
         return Reply(

@@ -17,11 +17,13 @@ from pydantic import (
     ValidationError,
 )
 
-Role = Literal["leader", "marketer", "rep", "admin"]
-ROLES: tuple[Role, ...] = ("leader", "marketer", "rep", "admin")
+# A marketing lead is a marketer who may also read confidential objections.
+Role = Literal["leader", "marketer", "marketing-lead", "rep", "admin"]
+ROLES: tuple[Role, ...] = ("leader", "marketer", "marketing-lead", "rep", "admin")
 PLATFORMS = ("slack", "teams", "console")
-# What an emoji reaction on a Touchline post can mean; later features add theirs.
-REACTION_ACTIONS = ("got-it",)
+# What an emoji reaction on a Touchline post can mean.
+ReactionAction = Literal["got-it", "useful", "used-with-customer", "doesnt-fit"]
+REACTION_ACTIONS: tuple[ReactionAction, ...] = ("got-it", "useful", "used-with-customer", "doesnt-fit")
 
 KEY = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
 SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{8,11}$")
@@ -61,6 +63,15 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError(f"{value!r} is not a duration (write a number and a unit: 90m, 36h, 2d, 1w)")
     amount, unit = match.groups()
     return timedelta(**{DURATION_UNITS[unit]: int(amount)})
+
+
+def format_duration(value: timedelta) -> str:
+    """The way app.yaml writes it: two days -> "2d"."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return str(value)
 
 
 def _timezone(value: str) -> str:
@@ -199,9 +210,19 @@ class Digest(Strict):
     period: Duration = timedelta(days=7)
 
 
+Choices = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], BeforeValidator(_listify)]
+
+
 class Objections(Strict):
-    # theme name -> cue words that suggest it
-    themes: dict[Key, Annotated[list[str], BeforeValidator(_listify)]] = {}
+    """The objection taxonomy and the choices the full objection form offers."""
+
+    # theme name -> cue words that suggest it ("price": [expensive, budget, ...])
+    themes: dict[Key, Choices] = {}
+    competitors: Choices = []
+    segments: Choices = ["SMB", "Mid-market", "Enterprise", "Public sector"]
+    products: Choices = []
+    deal_stages: Choices = ["Prospecting", "Discovery", "Demo", "Proposal", "Negotiation", "Renewal"]
+    deal_sizes: Choices = ["< 25k", "25k-100k", "100k-500k", "> 500k"]
 
 
 class Organisation(Strict):
@@ -211,9 +232,11 @@ class Organisation(Strict):
     people: dict[Key, Person] = {}
     roles: dict[Role, Annotated[list[PersonRef], BeforeValidator(_listify)]] = {}
     audiences: dict[Key, Audience] = Field(min_length=1)
-    reactions: dict[str, Literal["got-it"]] = {
+    reactions: dict[str, ReactionAction] = {
         "white_check_mark": "got-it",
         "heavy_check_mark": "got-it",
+        "+1": "useful",
+        "-1": "doesnt-fit",
     }
     strategy: StrategySettings = StrategySettings()
     surveys: dict[Key, Survey] = {}
@@ -260,7 +283,8 @@ def _problem(error: Any) -> Problem:
     elif kind == "literal_error" and len(path) >= 2 and path[0] == "roles":
         message = f"{path[-1]!r} is not a role (roles are: {', '.join(ROLES)})"
     elif kind == "literal_error" and path and path[0] == "reactions":
-        message = f"{error['input']!r} is not something a reaction can mean (use: got-it)"
+        allowed = ", ".join(REACTION_ACTIONS)
+        message = f"{error['input']!r} is not something a reaction can mean (use one of: {allowed})"
     elif kind == "string_pattern_mismatch" and path:
         message = _pattern_message(str(path[-1]), error["input"])
     elif kind == "too_short" and path and path[-1] in ("targets", "audiences", "recipients"):
@@ -308,6 +332,13 @@ def _reference_problems(org: Organisation) -> list[Problem]:
                         f'"{audience}" is not an audience (known: {", ".join(sorted(org.audiences))})',
                     )
                 )
+    if "other" in org.objections.themes:
+        problems.append(
+            Problem(
+                ("objections", "themes", "other"),
+                "'other' is where objections without a theme go; name this theme differently",
+            )
+        )
     for emoji, _ in org.reactions.items():
         if not emoji.strip() or " " in emoji:
             problems.append(Problem(("reactions", emoji), f"{emoji!r} is not an emoji name"))

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from handlers import directory, forms
 from handlers.context import Actor, Context, Refusal
+from handlers.text import clip, count
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
 from storage import audit, outbox
 from storage.models import (
@@ -198,7 +199,7 @@ def announce(session: Session, ctx: Context, actor: Actor, values: Mapping[str, 
     lead = f"Decision #{decision.id} “{decision.title}”" + (f" (replacing #{old.id})" if old else "")
     if targets:
         text = (
-            f"📣 {lead} is going out to {_count(len(targets), 'channel')} "
+            f"📣 {lead} is going out to {count(len(targets), 'channel')} "
             f"({where}). Follow its acknowledgements with /strategy show {decision.id}."
         )
     else:
@@ -237,7 +238,7 @@ def _targets(session: Session, audience_ids: Sequence[int]) -> list[tuple[str, s
 def decision_card(session: Session, decision: Decision, *, buttons: bool = True) -> Card:
     """The card a decision is announced with; its footer carries the live acknowledgement count."""
     assert decision.id is not None
-    acknowledged, members = acknowledgement_count(session, decision.id)
+    acknowledged, members = acknowledgementcount(session, decision.id)
     guardrails = tuple(
         fact
         for fact in (
@@ -281,7 +282,7 @@ def superseded_card(old: Decision, new: Decision) -> Card:
     )
 
 
-def acknowledgement_count(session: Session, decision_id: int) -> tuple[int, int]:
+def acknowledgementcount(session: Session, decision_id: int) -> tuple[int, int]:
     """(people who acknowledged, people the decision reached as known)."""
     acknowledged = session.exec(
         select(func.count()).select_from(Acknowledgement).where(Acknowledgement.decision_id == decision_id)
@@ -307,7 +308,7 @@ def acknowledge(session: Session, ctx: Context, actor: Actor, decision_id: str) 
     now = ctx.now()
     session.add(Acknowledgement(decision_id=decision.id, person_id=actor.person_id, at=now))
     _refresh(session, ctx, decision)
-    acknowledged, members = acknowledgement_count(session, decision.id)
+    acknowledged, members = acknowledgementcount(session, decision.id)
     return Reply(
         text=f"✅ Thanks, {actor.name}: you acknowledged “{decision.title}” (#{decision.id}). "
         f"{acknowledged} of {members} have so far."
@@ -514,7 +515,7 @@ def answer(session: Session, ctx: Context, actor: Actor, values: Mapping[str, An
                 subject=f"answer:{question.id}",
                 now=now,
             )
-        sent_to = f"the {_count(len(targets), 'channel')} the decision was announced in"
+        sent_to = f"the {count(len(targets), 'channel')} the decision was announced in"
     audit.record(
         session,
         at=now,
@@ -558,16 +559,16 @@ def list_decisions(session: Session, ctx: Context) -> Reply:
     sections = []
     for decision in decisions[:LIST_LIMIT]:
         assert decision.id is not None
-        acknowledged, members = acknowledgement_count(session, decision.id)
-        facts = [Fact("Why", _clip(decision.why, 300))]
+        acknowledged, members = acknowledgementcount(session, decision.id)
+        facts = [Fact("Why", clip(decision.why, 300))]
         if decision.reps_may:
-            facts.append(Fact("Reps may", _clip(decision.reps_may, 300)))
+            facts.append(Fact("Reps may", clip(decision.reps_may, 300)))
         if decision.reps_may_not:
-            facts.append(Fact("Reps may not", _clip(decision.reps_may_not, 300)))
+            facts.append(Fact("Reps may not", clip(decision.reps_may_not, 300)))
         sections.append(
             Section(
                 heading=f"#{decision.id} {decision.title}",
-                text=f"{_clip(decision.decision, 300)}\n"
+                text=f"{clip(decision.decision, 300)}\n"
                 f"Effective {decision.effective_on.isoformat()} · acknowledged by "
                 f"{acknowledged} of {members}",
                 facts=tuple(facts),
@@ -774,11 +775,3 @@ def _audience_keys(session: Session, decision: Decision) -> list[str]:
             .where(DecisionAudience.decision_id == decision.id)
         ).all()
     )
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ButtonStyle = Literal["default", "primary", "danger"]
-FieldKind = Literal["text", "date", "select", "checkbox"]
+FieldKind = Literal["text", "url", "date", "select", "checkbox"]
 FormValue = str | list[str] | bool
 
 
@@ -96,7 +96,8 @@ class Option:
 
 @dataclass(frozen=True)
 class FormField:
-    """One input of a form. `select` offers `options`; `multiple` allows several."""
+    """One input of a form. `select` offers `options`; `multiple` allows several; a `text`
+    field may offer `suggestions` while accepting anything."""
 
     name: str
     label: str
@@ -107,6 +108,7 @@ class FormField:
     hint: str = ""
     options: tuple[Option, ...] = ()
     multiple: bool = False
+    suggestions: tuple[str, ...] = ()
     initial: FormValue | None = None
 
 

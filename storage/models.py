@@ -171,3 +171,77 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=64)
     subject: str = Field(default="", max_length=64)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Objection(SQLModel, table=True):
+    """What a customer said, as a rep heard it, with its theme and the group of like objections.
+
+    `group_id` is the first objection of its group: objections that say the same thing
+    share it, so that one theme shows many voices instead of many lines. A confidential
+    objection is shown only to marketing leads, and never with its reporter's name.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    theme: str = Field(max_length=64, index=True)
+    group_id: int | None = Field(default=None, index=True)
+    competitor: str | None = Field(default=None, max_length=100)
+    segment: str | None = Field(default=None, max_length=100)
+    product: str | None = Field(default=None, max_length=100)
+    deal_stage: str | None = Field(default=None, max_length=100)
+    deal_size: str | None = Field(default=None, max_length=100)
+    deal_link: str | None = Field(default=None, max_length=500)
+    severity: str = Field(default="medium", max_length=16)
+    confidential: bool = False
+    reporter_id: int | None = Field(default=None, foreign_key="person.id", index=True, ondelete="SET NULL")
+    created_at: datetime = Field(index=True)
+    updated_at: datetime | None = None
+
+
+class Asset(SQLModel, table=True):
+    """Something marketing gives the field (a deck, a battlecard, ...), or a draft of it out for input."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=200)
+    link: str = Field(max_length=500)
+    kind: str = Field(max_length=32)
+    key_message: str = Field(sa_column=Column(Text, nullable=False))
+    decision_id: int | None = Field(default=None, foreign_key="decision.id", ondelete="SET NULL")
+    themes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    owner_id: int = Field(foreign_key="person.id", index=True)
+    status: str = Field(default="published", max_length=16, index=True)  # "draft" | "published"
+    input_until: datetime | None = None  # a draft's deadline for the field's input
+    input_closed_at: datetime | None = None
+    created_at: datetime
+    published_at: datetime | None = None
+
+
+class AssetAudience(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("asset_id", "audience_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    asset_id: int = Field(foreign_key="asset.id", index=True, ondelete="CASCADE")
+    audience_id: int = Field(foreign_key="audience.id", index=True)
+
+
+class AssetFeedback(SQLModel, table=True):
+    """*Useful*, *Used with a customer* or *Doesn't fit the field* (with why), once each per person."""
+
+    __table_args__ = (UniqueConstraint("asset_id", "person_id", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    asset_id: int = Field(foreign_key="asset.id", index=True, ondelete="CASCADE")
+    person_id: int = Field(foreign_key="person.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=16)  # "useful" | "used" | "doesnt-fit"
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    at: datetime
+
+
+class Suggestion(SQLModel, table=True):
+    """A change the field suggests to a draft asset, delivered to its owner at the deadline."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    asset_id: int = Field(foreign_key="asset.id", index=True, ondelete="CASCADE")
+    person_id: int | None = Field(default=None, foreign_key="person.id", ondelete="SET NULL")
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime

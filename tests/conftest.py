@@ -46,6 +46,7 @@ people:
 roles:
   leader: [lead, lead2]
   marketer: [market]
+  marketing-lead: ["email:head.marketing@test.example"]
   rep: [rep1, rep2, rep3, "slack:U0000000009"]
 audiences:
   emea:
@@ -61,6 +62,13 @@ audiences:
     members: [market]
 strategy:
   remind_after: 2d
+objections:
+  competitors: [Acme, Globex]
+  themes:
+    price: [price, expensive, budget, discount, cheaper, cost]
+    competitor: [competitor, acme, globex]
+    security: [security, soc2, gdpr]
+    integration: [integration, connector, sap, api]
 """
 
 

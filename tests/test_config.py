@@ -65,7 +65,7 @@ def test_a_wrong_slack_channel_id_names_its_line_path_and_fix() -> None:
         ),
         (
             lambda t: t + "roles:\n  boss: [x]\n",
-            "app.yaml:7: roles.boss: 'boss' is not a role (roles are: leader, marketer, rep, admin)",
+            "app.yaml:7: roles.boss: 'boss' is not a role (roles are: leader, marketer, marketing-lead, rep, admin)",
         ),
         (
             lambda t: t + "roles:\n  leader: [maria]\n",
@@ -179,7 +179,8 @@ def test_touchline_check_on_a_broken_file_exits_2_with_the_problems(tmp_path: Pa
     broken.write_text(ORG_YAML.replace("console:#na", "slack:C12"))
     done = run_cli("check", "--config", str(broken))
     assert done.returncode == 2
-    assert f'{broken}:31: audiences.na.targets[0]: "slack:C12" is not a Slack channel id' in done.stderr
+    line = next(n for n, text in enumerate(ORG_YAML.splitlines(), 1) if "console:#na" in text)
+    assert f'{broken}:{line}: audiences.na.targets[0]: "slack:C12" is not a Slack channel id' in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 

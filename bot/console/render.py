@@ -54,13 +54,19 @@ def field_prompt(field: FormField, number: int, total: int) -> str:
         choices = ", ".join(f"{i}) {o.value}" for i, o in enumerate(field.options, 1))
         how = "one or more, comma-separated" if field.multiple else "one"
         lines.append(f"      choose {how}: {choices}")
+    if field.suggestions:
+        lines.append(f"      for example: {', '.join(field.suggestions)}")
     if field.kind == "date":
         lines.append("      YYYY-MM-DD")
+    if field.kind == "url":
+        lines.append("      https://...")
     if field.kind == "checkbox":
         lines.append("      y/n")
     if field.multiline:
         lines.append("      end a line with \\ to continue on the next")
-    if field.initial not in (None, "", []):
+    if isinstance(field.initial, bool):
+        lines.append(f"      Enter keeps: {'y' if field.initial else 'n'}")
+    elif field.initial not in (None, "", []):
         shown = ", ".join(field.initial) if isinstance(field.initial, list) else str(field.initial)
         first = shown.splitlines()[0] if shown else ""
         more = " …" if "\n" in shown or len(first) > 60 else ""

@@ -1,0 +1,115 @@
+"""Telling what an objection is about (its theme) and which earlier objections say the same thing.
+
+Plain text similarity with no heavy dependency: words lower-cased, stop words dropped,
+endings trimmed, compared as sets and as character trigrams. Callers use only
+`theme_of` and `best_match`, so a better matcher can replace this one behind them.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+OTHER = "other"
+SAME_THRESHOLD = 0.45
+
+STOP_WORDS = frozenset(
+    """
+    a about above after again against all also am an and any are as at be because been before being
+    below between both but by can cannot could did do does doing down during each few for from further
+    had has have having he her here hers him his how i if in into is it its itself just me more most my
+    no nor not of off on once only or other our ours out over own same she should so some such than that
+    the their theirs them then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours
+    vs versus said says say told tell customer customers client clients prospect prospects buyer buyers
+    really quite still even much many lot lots get got us
+    """.split()  # noqa: SIM905 - a paragraph of words reads better than a list of 150 strings
+)
+SUFFIXES = (
+    "ations",
+    "ation",
+    "ings",
+    "ing",
+    "ness",
+    "ments",
+    "ment",
+    "ives",
+    "ive",
+    "ies",
+    "ied",
+    "ers",
+    "er",
+    "ed",
+    "es",
+    "ly",
+    "s",
+    "e",
+)
+WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An earlier objection that a new one may join."""
+
+    id: int
+    group_id: int
+    text: str
+
+
+def words(text: str) -> list[str]:
+    """The words that carry meaning, with their endings trimmed: "cheaper quotes" -> ["cheap", "quot"]."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return [_stem(w) for w in WORD.findall(folded) if w not in STOP_WORDS]
+
+
+def _stem(word: str) -> str:
+    if len(word) <= 4 or word.isdigit():
+        return word
+    for suffix in SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def theme_of(text: str, themes: Mapping[str, Sequence[str]]) -> str:
+    """The theme whose cue words the text uses most (the first listed wins a tie), or `other`."""
+    said = words(text)
+    joined = f" {' '.join(said)} "
+    best, best_score = OTHER, 0
+    for theme, cues in themes.items():
+        score = 0
+        for cue in cues:
+            cue_words = words(cue)
+            if cue_words and f" {' '.join(cue_words)} " in joined:
+                score += 1
+        if score > best_score:
+            best, best_score = theme, score
+    return best
+
+
+def similarity(a: str, b: str) -> float:
+    """0 (nothing in common) to 1 (the same words)."""
+    wa, wb = set(words(a)), set(words(b))
+    if not wa or not wb:
+        return 0.0
+    jaccard = len(wa & wb) / len(wa | wb)
+    ta, tb = _trigrams(" ".join(sorted(wa))), _trigrams(" ".join(sorted(wb)))
+    dice = 2 * len(ta & tb) / (len(ta) + len(tb)) if ta and tb else 0.0
+    return 0.6 * jaccard + 0.4 * dice
+
+
+def _trigrams(text: str) -> set[str]:
+    padded = f"  {text} "
+    return {padded[i : i + 3] for i in range(len(padded) - 2)}
+
+
+def best_match(text: str, candidates: Sequence[Candidate]) -> Candidate | None:
+    """The earlier objection most like `text`, if any is alike enough to count as the same."""
+    scored = [(similarity(text, c.text), c) for c in candidates]
+    scored = [(score, c) for score, c in scored if score >= SAME_THRESHOLD]
+    if not scored:
+        return None
+    return max(scored, key=lambda pair: (pair[0], -pair[1].id))[1]

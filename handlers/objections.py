@@ -1,0 +1,384 @@
+"""Objections: reps log what customers say in one command; marketers see themes with many voices."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from handlers import directory, forms, matching
+from handlers.context import Actor, Context, FormErrors, Refusal
+from handlers.text import clip, count, ordinal
+from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
+from storage import audit
+from storage.models import Objection
+
+FORM_ID = "objection.log"
+EDIT, WITHDRAW = "objection.edit", "objection.withdraw"
+MAX_TEXT = 2000
+SAME_WINDOW = timedelta(days=30)  # "you are the 7th rep to hear this in the last 30 days"
+EDIT_WINDOW = timedelta(hours=24)
+SEVERITIES = ("low", "medium", "high")
+USAGE = (
+    "/objection <what the customer said> — log it in one step, e.g. /objection too expensive vs Acme\n"
+    "/objection — the full form (competitor, segment, product, deal stage and size, deal link, severity)\n"
+    "/objection mine — what you logged; edit or withdraw it within 24 hours\n"
+    "/objection edit <id> · /objection withdraw <id>\n"
+    "/objection list [theme] — the themes and who hears them (marketers, leaders)"
+)
+LIST_GROUPS = 8
+MINE_LIMIT = 15
+
+
+def on_command(session: Session, ctx: Context, actor: Actor, text: str) -> Reply:
+    """`/objection <text>` logs; `/objection` opens the form; `list`, `mine`, `edit`, `withdraw`."""
+    stripped = text.strip()
+    verb, _, rest = stripped.partition(" ")
+    verb, rest = verb.lower(), rest.strip()
+    if not stripped:
+        return Reply(form=objection_form(ctx))
+    if verb == "help" and not rest:
+        return Reply(text=USAGE)
+    if verb == "mine" and not rest:
+        return mine(session, ctx, actor)
+    if verb == "list" and (not rest or rest.lower() in _themes(ctx)):
+        return list_objections(session, ctx, actor, theme=rest.lower() or None)
+    if verb in ("edit", "withdraw") and rest.lstrip("#").isdigit():
+        return (edit if verb == "edit" else withdraw)(session, ctx, actor, rest.lstrip("#"))
+    # Anything else is what the customer said.
+    return log(session, ctx, actor, {"text": stripped})
+
+
+# --- logging -----------------------------------------------------------------------------
+
+
+def objection_form(ctx: Context, *, editing: Objection | None = None) -> Form:
+    taxonomy = ctx.org.objections
+    old = editing
+
+    def choices(values: list[str]) -> tuple[Option, ...]:
+        return tuple(Option(v, v) for v in values)
+
+    return Form(
+        form_id=FORM_ID,
+        title="Edit the objection" if old else "Log an objection",
+        intro="What did the customer say, in their words? Everything but the objection is optional.",
+        submit_label="Save" if old else "Log it",
+        state={"objection": str(old.id)} if old else {},
+        fields=(
+            FormField(
+                "text",
+                "The objection",
+                required=True,
+                multiline=True,
+                max_length=MAX_TEXT,
+                hint="e.g. “Acme quoted us 30% less for the same seats”",
+                initial=old.text if old else None,
+            ),
+            FormField(
+                "competitor",
+                "Competitor",
+                max_length=100,
+                hint=("known: " + ", ".join(taxonomy.competitors)) if taxonomy.competitors else "",
+                suggestions=tuple(taxonomy.competitors),
+                initial=old.competitor if old else None,
+            ),
+            FormField(
+                "segment",
+                "Segment",
+                kind="select",
+                options=choices(taxonomy.segments),
+                initial=old.segment if old else None,
+            ),
+            FormField(
+                "product",
+                "Product",
+                max_length=100,
+                suggestions=tuple(taxonomy.products),
+                hint=("e.g. " + ", ".join(taxonomy.products)) if taxonomy.products else "",
+                initial=old.product if old else None,
+            ),
+            FormField(
+                "deal_stage",
+                "Deal stage",
+                kind="select",
+                options=choices(taxonomy.deal_stages),
+                initial=old.deal_stage if old else None,
+            ),
+            FormField(
+                "deal_size",
+                "Deal size",
+                kind="select",
+                options=choices(taxonomy.deal_sizes),
+                initial=old.deal_size if old else None,
+            ),
+            FormField(
+                "deal_link",
+                "Deal link",
+                kind="url",
+                max_length=500,
+                hint="the deal in your CRM",
+                initial=old.deal_link if old else None,
+            ),
+            FormField(
+                "severity",
+                "Severity",
+                kind="select",
+                options=choices(list(SEVERITIES)),
+                initial=old.severity if old else "medium",
+            ),
+            FormField(
+                "confidential",
+                "Confidential: only marketing leads see it, never with your name",
+                kind="checkbox",
+                initial=old.confidential if old else False,
+            ),
+        ),
+    )
+
+
+def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any]) -> Reply:
+    """Record an objection (one line or the full form), give it a theme and its group of like ones."""
+    editing = _own(session, ctx, actor, str(values["objection"])) if values.get("objection") else None
+    try:
+        clean = forms.clean(objection_form(ctx, editing=editing), values)
+    except FormErrors as invalid:
+        if set(invalid.errors) == {"text"} and set(values) <= {"text"}:
+            # The one-line command has no form to show the error in: say it with the usage.
+            raise Refusal(f"{invalid.errors['text']}.\n{USAGE}") from None
+        raise
+    now = ctx.now()
+    objection = editing or Objection(text="", theme="", reporter_id=actor.person_id, created_at=now)
+    for name in ("text", "competitor", "segment", "product", "deal_stage", "deal_size", "deal_link"):
+        setattr(objection, name, clean[name])
+    objection.severity = clean["severity"] or "medium"
+    objection.confidential = bool(clean["confidential"])
+    objection.theme = matching.theme_of(
+        f"{clean['text']} {clean['competitor'] or ''}", ctx.org.objections.themes
+    )
+    if editing:
+        objection.updated_at = now
+    session.add(objection)
+    session.flush()
+    assert objection.id is not None
+    objection.group_id = _group_for(session, objection, now)
+    session.add(objection)
+    session.flush()
+    audit.record(
+        session,
+        at=now,
+        actor_id=actor.person_id,
+        action="objection.edit" if editing else "objection.log",
+        subject=f"objection:{objection.id}",
+    )
+    return Reply(text=_recorded(session, objection, now, edited=bool(editing)), card=_receipt(objection))
+
+
+def _group_for(session: Session, objection: Objection, now: datetime) -> int:
+    """The group of the most similar recent objection of the same theme, or a group of its own."""
+    assert objection.id is not None
+    recent = session.exec(
+        select(Objection).where(
+            Objection.theme == objection.theme,
+            col(Objection.created_at) >= now - SAME_WINDOW,
+            col(Objection.id) != objection.id,
+        )
+    ).all()
+    candidates = [matching.Candidate(o.id, o.group_id or o.id, o.text) for o in recent if o.id is not None]
+    match = matching.best_match(objection.text, candidates)
+    return match.group_id if match else objection.id
+
+
+def _recorded(session: Session, objection: Objection, now: datetime, *, edited: bool) -> str:
+    reporters = session.exec(
+        select(func.count(func.distinct(Objection.reporter_id))).where(
+            Objection.group_id == objection.group_id, col(Objection.created_at) >= now - SAME_WINDOW
+        )
+    ).one()
+    theme = objection.theme if objection.theme != matching.OTHER else "no theme yet (marketing will sort it)"
+    what = "Updated" if edited else "Recorded"
+    lines = [f"📝 {what}: “{clip(objection.text, 300)}” — theme: {theme}."]
+    if reporters > 1:
+        lines.append(f"You are the {ordinal(reporters)} rep to hear this in the last 30 days.")
+    else:
+        lines.append("You are the first rep to log this in the last 30 days.")
+    if objection.confidential:
+        lines.append("It is confidential: only marketing leads will see it, and never with your name.")
+    return "\n".join(lines)
+
+
+def _receipt(objection: Objection) -> Card:
+    facts = [
+        Fact(label, value)
+        for label, value in (
+            ("Competitor", objection.competitor),
+            ("Segment", objection.segment),
+            ("Product", objection.product),
+            ("Deal stage", objection.deal_stage),
+            ("Deal size", objection.deal_size),
+            ("Deal", objection.deal_link),
+            ("Severity", objection.severity),
+        )
+        if value
+    ]
+    return Card(
+        title=f"Objection #{objection.id}",
+        sections=(Section(text=objection.text, facts=tuple(facts)),),
+        buttons=(
+            Button("Add details" if not objection.segment else "Edit", EDIT, str(objection.id)),
+            Button("Withdraw", WITHDRAW, str(objection.id), "danger"),
+        ),
+        footer="You can edit or withdraw it for 24 hours.",
+    )
+
+
+# --- your own objections -------------------------------------------------------------------
+
+
+def mine(session: Session, ctx: Context, actor: Actor) -> Reply:
+    objections = session.exec(
+        select(Objection)
+        .where(Objection.reporter_id == actor.person_id)
+        .order_by(col(Objection.created_at).desc(), col(Objection.id).desc())
+        .limit(MINE_LIMIT)
+    ).all()
+    if not objections:
+        return Reply(text="You have not logged an objection yet. " + USAGE.splitlines()[0])
+    now = ctx.now()
+    sections = []
+    for o in objections:
+        open_until = o.created_at + EDIT_WINDOW
+        can = f"edit or withdraw until {_local(open_until, actor)}" if now < open_until else "final"
+        flags = " · confidential" if o.confidential else ""
+        sections.append(Section(heading=f"#{o.id} · {o.theme}{flags} · {can}", text=clip(o.text, 300)))
+    return Reply(
+        card=Card(
+            title="Objections you logged",
+            sections=tuple(sections),
+            footer="/objection edit <id> or /objection withdraw <id> within 24 hours",
+        )
+    )
+
+
+def edit(session: Session, ctx: Context, actor: Actor, objection_id: str) -> Reply:
+    return Reply(form=objection_form(ctx, editing=_own(session, ctx, actor, objection_id)))
+
+
+def withdraw(session: Session, ctx: Context, actor: Actor, objection_id: str) -> Reply:
+    objection = _own(session, ctx, actor, objection_id)
+    groupmates = session.exec(
+        select(Objection).where(Objection.group_id == objection.id, col(Objection.id) != objection.id)
+    ).all()
+    if groupmates:
+        # The group was named after this one: the oldest of the rest carries it on.
+        heir = min(o.id for o in groupmates if o.id is not None)
+        for other in groupmates:
+            other.group_id = heir
+            session.add(other)
+    session.delete(objection)
+    audit.record(
+        session,
+        at=ctx.now(),
+        actor_id=actor.person_id,
+        action="objection.withdraw",
+        subject=f"objection:{objection_id}",
+    )
+    return Reply(text=f"Objection #{objection_id} is withdrawn: “{clip(objection.text, 200)}”.")
+
+
+def _own(session: Session, ctx: Context, actor: Actor, objection_id: str) -> Objection:
+    """The actor's own objection, still inside its 24 hours, locked while it changes."""
+    token = objection_id.strip().lstrip("#")
+    objection = None
+    if token.isdigit() and len(token) <= 12:
+        objection = session.exec(
+            select(Objection)
+            .where(Objection.id == int(token))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).first()
+    if objection is None or objection.reporter_id != actor.person_id:
+        raise Refusal(f"You have no objection #{token[:12]}. /objection mine lists yours.")
+    if ctx.now() >= objection.created_at + EDIT_WINDOW:
+        raise Refusal(
+            f"Objection #{objection.id} was logged more than 24 hours ago and can no longer be changed."
+        )
+    return objection
+
+
+# --- what marketing sees ---------------------------------------------------------------------
+
+
+def list_objections(session: Session, ctx: Context, actor: Actor, *, theme: str | None) -> Reply:
+    """The last 30 days by theme, largest first, each theme's groups with how many reps hear them."""
+    if not actor.has("marketer", "marketing-lead", "leader"):
+        marketers = ", ".join(directory.holders_of(ctx.org, "marketer")) or "nobody yet"
+        raise Refusal(
+            f"Only marketers and leaders can list the field's objections (marketers here: {marketers}). "
+            "/objection mine shows yours."
+        )
+    now = ctx.now()
+    query = select(Objection).where(col(Objection.created_at) >= now - SAME_WINDOW)
+    if theme:
+        query = query.where(Objection.theme == theme)
+    objections = session.exec(query.order_by(col(Objection.id))).all()
+    if not objections:
+        where = f" about {theme}" if theme else ""
+        return Reply(text=f"No objections{where} in the last 30 days.")
+    sees_confidential = actor.has("marketing-lead")
+    by_theme: dict[str, list[Objection]] = {}
+    for o in objections:
+        by_theme.setdefault(o.theme, []).append(o)
+    sections = []
+    for name, items in sorted(by_theme.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        reps = len({o.reporter_id for o in items})
+        heading = f"{name} — {count(len(items), 'objection')} from {count(reps, 'rep')}"
+        sections.append(Section(heading=heading, text=_groups(session, items, sees_confidential, theme)))
+    footer = "Last 30 days. " + (
+        "Confidential objections are shown without names."
+        if sees_confidential
+        else "Confidential objections are counted but only marketing leads read them."
+    )
+    return Reply(card=Card(title="What the field is hearing", sections=tuple(sections), footer=footer))
+
+
+def _groups(session: Session, items: list[Objection], sees_confidential: bool, detail: str | None) -> str:
+    groups: dict[int, list[Objection]] = {}
+    for o in items:
+        groups.setdefault(o.group_id or o.id or 0, []).append(o)
+    ranked = sorted(groups.values(), key=lambda g: (-len({o.reporter_id for o in g}), -len(g), g[0].id or 0))
+    lines = []
+    for group in ranked[: LIST_GROUPS if not detail else 3 * LIST_GROUPS]:
+        shown = [o for o in group if sees_confidential or not o.confidential]
+        voice = shown[0] if shown else None
+        reps = len({o.reporter_id for o in group})
+        quote = f"“{clip(voice.text, 160)}”" if voice else "(confidential)"
+        extras = Counter(
+            o.competitor for o in group if o.competitor and (sees_confidential or not o.confidential)
+        )
+        also = f" · vs {extras.most_common(1)[0][0]}" if extras else ""
+        lines.append(f"• {quote} — {count(reps, 'rep')}{also}")
+        if detail:
+            for o in shown[:5]:
+                who = "confidential" if o.confidential else directory.name_of(session, o.reporter_id)
+                facts = ", ".join(v for v in (o.segment, o.deal_stage, o.deal_size, o.severity) if v)
+                lines.append(f"    #{o.id} {who}: {clip(o.text, 120)}" + (f" ({facts})" if facts else ""))
+    if not detail and len(ranked) > LIST_GROUPS:
+        lines.append(f"… and {len(ranked) - LIST_GROUPS} more; /objection list <theme> for all of one theme")
+    return "\n".join(lines)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _themes(ctx: Context) -> set[str]:
+    return {*ctx.org.objections.themes, matching.OTHER}
+
+
+def _local(moment: datetime, actor: Actor) -> str:
+    return moment.astimezone(ZoneInfo(actor.timezone)).strftime("%a %d %b %H:%M")

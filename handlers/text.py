@@ -1,0 +1,19 @@
+"""Small wording helpers shared by the features: clipping, counting, ordinals."""
+
+from __future__ import annotations
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, visibly (with an ellipsis) when it was longer."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def count(n: int, noun: str) -> str:
+    """`count(1, "rep")` -> "1 rep"; `count(7, "rep")` -> "7 reps"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
