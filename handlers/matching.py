@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 OTHER = "other"
 SAME_THRESHOLD = 0.45
@@ -59,10 +60,15 @@ class Candidate:
     text: str
 
 
+@lru_cache(maxsize=20_000)  # every new objection is compared with the month's: keep their words
+def _words(text: str) -> tuple[str, ...]:
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return tuple(_stem(w) for w in WORD.findall(folded) if w not in STOP_WORDS)
+
+
 def words(text: str) -> list[str]:
     """The words that carry meaning, with their endings trimmed: "cheaper quotes" -> ["cheap", "quot"]."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return [_stem(w) for w in WORD.findall(folded) if w not in STOP_WORDS]
+    return list(_words(text))
 
 
 def _stem(word: str) -> str:
@@ -92,18 +98,20 @@ def theme_of(text: str, themes: Mapping[str, Sequence[str]]) -> str:
 
 def similarity(a: str, b: str) -> float:
     """0 (nothing in common) to 1 (the same words)."""
-    wa, wb = set(words(a)), set(words(b))
+    (wa, ta), (wb, tb) = _shape(a), _shape(b)
     if not wa or not wb:
         return 0.0
     jaccard = len(wa & wb) / len(wa | wb)
-    ta, tb = _trigrams(" ".join(sorted(wa))), _trigrams(" ".join(sorted(wb)))
     dice = 2 * len(ta & tb) / (len(ta) + len(tb)) if ta and tb else 0.0
     return 0.6 * jaccard + 0.4 * dice
 
 
-def _trigrams(text: str) -> set[str]:
-    padded = f"  {text} "
-    return {padded[i : i + 3] for i in range(len(padded) - 2)}
+@lru_cache(maxsize=20_000)
+def _shape(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The word set and the character trigrams of the words, sorted, of a text."""
+    distinct = frozenset(_words(text))
+    padded = f"  {' '.join(sorted(distinct))} "
+    return distinct, frozenset(padded[i : i + 3] for i in range(len(padded) - 2))
 
 
 def best_match(text: str, candidates: Sequence[Candidate]) -> Candidate | None:

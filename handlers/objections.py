@@ -183,13 +183,13 @@ def _group_for(session: Session, objection: Objection, now: datetime) -> int:
     """The group of the most similar recent objection of the same theme, or a group of its own."""
     assert objection.id is not None
     recent = session.exec(
-        select(Objection).where(
+        select(Objection.id, Objection.group_id, Objection.text).where(
             Objection.theme == objection.theme,
             col(Objection.created_at) >= now - SAME_WINDOW,
             col(Objection.id) != objection.id,
         )
     ).all()
-    candidates = [matching.Candidate(o.id, o.group_id or o.id, o.text) for o in recent if o.id is not None]
+    candidates = [matching.Candidate(id_, group_id or id_, text) for id_, group_id, text in recent if id_]
     match = matching.best_match(objection.text, candidates)
     return match.group_id if match else objection.id
 

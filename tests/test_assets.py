@@ -140,7 +140,7 @@ def test_feedback_updates_the_counts_on_the_posted_cards(ctx: Context, people: d
 def test_thumbs_up_and_down_reactions_give_feedback_and_taking_them_back_removes_it(
     ctx: Context, people: dict[str, Actor]
 ) -> None:
-    asset = publish(ctx, people["market"])
+    publish(ctx, people["market"])
     platform = RecordingPlatform()
     asyncio.run(DeliveryWorker(ctx.db, {"console": platform}, clock=ctx.clock).drain())
     post = PostRef("console", "#emea", platform.transcript[0].ref)

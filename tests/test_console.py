@@ -42,9 +42,11 @@ def assert_in_order(expected_lines: list[str], output: str) -> None:
         position = found + len(line)
 
 
-def test_the_readme_walk_through_prints_what_the_readme_says(database: dict[str, str]) -> None:
-    output = console(readme_block("walkthrough-script"), database)
-    assert_in_order(readme_block("walkthrough-output").splitlines(), output)
+def test_the_readme_walk_throughs_print_what_the_readme_says(database: dict[str, str]) -> None:
+    decision = console(readme_block("walkthrough-script decision"), database, "console", "--as", "maria")
+    assert_in_order(readme_block("walkthrough-output decision").splitlines(), decision)
+    field = console(readme_block("walkthrough-script field"), database, "console", "--as", "jonas")
+    assert_in_order(readme_block("walkthrough-output field").splitlines(), field)
 
 
 def test_the_readme_check_example_is_what_touchline_check_prints(tmp_path: Path) -> None:

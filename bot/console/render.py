@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from handlers.ui import Card, FormField, Reply
+from handlers.ui import Card, FormField, Option, Reply
 
 WIDTH = 78
 
@@ -45,13 +45,19 @@ def reply_text(reply: Reply) -> str:
     return "\n".join(parts)
 
 
+def _option_text(option: Option) -> str:
+    if option.label == option.value or option.value.lower() == option.label.lower():
+        return option.value
+    return option.label if option.value.isdigit() else f"{option.value} ({option.label})"
+
+
 def field_prompt(field: FormField, number: int, total: int) -> str:
     need = " (required)" if field.required else ""
     lines = [f"  [{number}/{total}] {field.label}{need}"]
     if field.hint:
         lines.append(f"      {field.hint}")
     if field.options:
-        choices = ", ".join(f"{i}) {o.value}" for i, o in enumerate(field.options, 1))
+        choices = ", ".join(f"{i}) {_option_text(o)}" for i, o in enumerate(field.options, 1))
         how = "one or more, comma-separated" if field.multiple else "one"
         lines.append(f"      choose {how}: {choices}")
     if field.suggestions:

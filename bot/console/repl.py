@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 CONSOLE_HELP = """\
 Console commands (anything starting with / goes to Touchline, as in Slack):
   /strategy, /strategy list, /help ...  a Touchline command
-  press <post> <n>                      press button n of a post
+  press <post> <n>                      press button n of a post; <post> is its number,
+                                        #channel (its latest post) or @person (their latest
+                                        direct message)
   press <n>                             press button n of the last card only you saw
   react <post> <emoji>                  react to a post (✅ acknowledges a decision)
   unreact <post> <emoji>                take the reaction back
@@ -186,26 +188,31 @@ class Console:
 
     @staticmethod
     def _option(field: FormField, item: str) -> str:
+        """An option by its number in the list, its value or its label."""
         if item.isdigit() and 1 <= int(item) <= len(field.options):
             return field.options[int(item) - 1].value
-        return item
+        by_label = {o.label.casefold(): o.value for o in field.options}
+        return by_label.get(item.casefold(), item)
 
-    def post(self, number: str) -> Outbox:
-        number = number.lstrip("#")
+    def post(self, which: str) -> Outbox:
+        """A post by its number, or the latest one in `#channel` or sent directly to `@person`."""
+        query = select(Outbox).where(Outbox.platform == "console", col(Outbox.message_ref).is_not(None))
+        if which.startswith("#") and not which[1:].isdigit():
+            query = query.where(Outbox.kind == outbox.POST, Outbox.address == which)
+        elif which.startswith("@"):
+            query = query.where(Outbox.kind == outbox.DIRECT, Outbox.address == which[1:])
+        else:
+            query = query.where(
+                Outbox.message_ref == which.lstrip("#"), col(Outbox.kind).in_([outbox.POST, outbox.DIRECT])
+            )
         with self.ctx.db.session() as session:
-            row = session.exec(
-                select(Outbox).where(
-                    Outbox.platform == "console",
-                    Outbox.message_ref == number,
-                    col(Outbox.kind).in_([outbox.POST, outbox.DIRECT]),
-                )
-            ).first()
+            row = session.exec(query.order_by(col(Outbox.id).desc())).first()
         if row is None:
-            raise Refusal(f"There is no post {number[:20]} in the console.")
+            raise Refusal(f"There is no post {which[:30]} in the console.")
         return row
 
     def show(self, what: str) -> None:
-        if not what.startswith("#"):
+        if not what.startswith("#") or what[1:].isdigit():
             row = self.post(what)
             self.say(boxed(f"{row.address} · post {row.message_ref}", Card.from_dict(row.card)))
             return
