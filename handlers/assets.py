@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from handlers import directory, forms
+from handlers import directory, forms, messages
 from handlers.context import Actor, Context, FormErrors, Refusal
 from handlers.text import clip, count
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
@@ -20,7 +20,6 @@ from storage.models import (
     AssetAudience,
     AssetFeedback,
     Audience,
-    AudienceTarget,
     Decision,
     Objection,
     Suggestion,
@@ -199,17 +198,7 @@ def publish(session: Session, ctx: Context, actor: Actor, values: Mapping[str, A
     session.add(asset)
     session.flush()
     targets = _set_audiences(session, asset, clean["audiences"])
-    card = asset_card(session, ctx, asset).to_dict()
-    for platform, address in targets:
-        outbox.enqueue(
-            session,
-            kind=outbox.POST,
-            platform=platform,
-            address=address,
-            card=card,
-            subject=_subject(asset),
-            now=now,
-        )
+    messages.post(session, targets, asset_card(session, ctx, asset), subject=_subject(asset), now=now)
     told = _close_the_loop(session, ctx, asset, now)
     audit.record(session, at=now, actor_id=actor.person_id, action="asset.publish", subject=_subject(asset))
     text = f"📎 Asset #{asset.id} “{asset.title}” is going out to {count(len(targets), 'channel')}."
@@ -249,17 +238,7 @@ def draft(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any
     session.add(asset)
     session.flush()
     targets = _set_audiences(session, asset, clean["audiences"])
-    card = asset_card(session, ctx, asset).to_dict()
-    for platform, address in targets:
-        outbox.enqueue(
-            session,
-            kind=outbox.POST,
-            platform=platform,
-            address=address,
-            card=card,
-            subject=_draft_subject(asset),
-            now=now,
-        )
+    messages.post(session, targets, asset_card(session, ctx, asset), subject=_draft_subject(asset), now=now)
     audit.record(session, at=now, actor_id=actor.person_id, action="asset.draft", subject=_subject(asset))
     return Reply(
         text=f"📝 Draft #{asset.id} “{asset.title}” is out for input in {count(len(targets), 'channel')} "
@@ -292,12 +271,7 @@ def _set_audiences(session: Session, asset: Asset, keys: list[str]) -> list[tupl
     for audience in audiences:
         assert audience.id is not None
         session.add(AssetAudience(asset_id=asset.id, audience_id=audience.id))
-    rows = session.exec(
-        select(AudienceTarget.platform, AudienceTarget.address)
-        .where(col(AudienceTarget.audience_id).in_([a.id for a in audiences]))
-        .order_by(col(AudienceTarget.id))
-    ).all()
-    return list(dict.fromkeys((platform, address) for platform, address in rows))
+    return directory.channels_of(session, [a.id for a in audiences if a.id is not None])
 
 
 def _close_the_loop(session: Session, ctx: Context, asset: Asset, now: datetime) -> int:
@@ -315,7 +289,6 @@ def _close_the_loop(session: Session, ctx: Context, asset: Asset, now: datetime)
         .distinct()
     ).all()
     people = sorted(p for p in reporters if p is not None)
-    addresses = directory.direct_addresses(session, people)
     card = asset_card(session, ctx, asset)
     answered = Card(
         title=f"Marketing answered what you heard: {asset.title}",
@@ -325,20 +298,8 @@ def _close_the_loop(session: Session, ctx: Context, asset: Asset, now: datetime)
         ),
         buttons=card.buttons,
         footer=card.footer,
-    ).to_dict()
-    for person_id in people:
-        if person_id in addresses:
-            platform, address = addresses[person_id]
-            outbox.enqueue(
-                session,
-                kind=outbox.DIRECT,
-                platform=platform,
-                address=address,
-                card=answered,
-                subject=_subject(asset),
-                now=now,
-            )
-    return len([p for p in people if p in addresses])
+    )
+    return messages.send_to_each(session, people, answered, subject=_subject(asset), now=now)
 
 
 # --- the field's feedback ----------------------------------------------------------------------
@@ -661,20 +622,10 @@ def _refresh(session: Session, ctx: Context, asset: Asset) -> None:
 
 
 def _tell_owner(session: Session, ctx: Context, asset: Asset, card: Card) -> None:
-    address = directory.direct_address(session, asset.owner_id)
-    if address is None:
+    if not messages.direct(session, asset.owner_id, card, subject=f"owner:{asset.id}", now=ctx.now()):
         raise Refusal(
             "Nothing was sent: the asset's owner cannot be reached on any platform Touchline knows."
         )
-    outbox.enqueue(
-        session,
-        kind=outbox.DIRECT,
-        platform=address[0],
-        address=address[1],
-        card=card.to_dict(),
-        subject=f"owner:{asset.id}",
-        now=ctx.now(),
-    )
 
 
 def _find(session: Session, text: str, *, lock: bool = False) -> Asset:

@@ -244,13 +244,9 @@ def holders_of(org: Organisation, role: str) -> list[str]:
     return [org.people[r].name if r in org.people else r.split(":", 1)[1] for r in refs]
 
 
-def direct_address(session: Session, person_id: int) -> tuple[str, str] | None:
-    """Where a direct message to this person goes: their usual platform first."""
-    return direct_addresses(session, [person_id]).get(person_id)
-
-
 def direct_addresses(session: Session, person_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
-    """`direct_address` for many people in two queries; people with no identity are left out."""
+    """Where a direct message to each person goes, their usual platform first, in two queries;
+    people with no identity on any platform are left out."""
     homes = dict(
         session.exec(select(Person.id, Person.home_platform).where(col(Person.id).in_(person_ids))).all()
     )
@@ -265,6 +261,16 @@ def direct_addresses(session: Session, person_ids: Sequence[int]) -> dict[int, t
                 found[person_id] = (platform, known[platform])
                 break
     return found
+
+
+def channels_of(session: Session, audience_ids: Sequence[int]) -> list[tuple[str, str]]:
+    """The (platform, address) channels of these audiences, once each even if two share one."""
+    rows = session.exec(
+        select(AudienceTarget.platform, AudienceTarget.address)
+        .where(col(AudienceTarget.audience_id).in_(audience_ids))
+        .order_by(col(AudienceTarget.id))
+    ).all()
+    return list(dict.fromkeys((platform, address) for platform, address in rows))
 
 
 def _member_ids(decision_id: int) -> Any:

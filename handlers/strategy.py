@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from handlers import directory, forms
+from handlers import directory, forms, messages
 from handlers.context import Actor, Context, Refusal
 from handlers.text import clip, count
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
@@ -17,7 +17,6 @@ from storage import audit, outbox
 from storage.models import (
     Acknowledgement,
     Audience,
-    AudienceTarget,
     Decision,
     DecisionAudience,
     Person,
@@ -168,18 +167,8 @@ def announce(session: Session, ctx: Context, actor: Actor, values: Mapping[str, 
         session.add(DecisionAudience(decision_id=decision.id, audience_id=audience.id))
     session.flush()
 
-    card = decision_card(session, decision).to_dict()
-    targets = _targets(session, [a.id for a in audiences if a.id is not None])
-    for platform, address in targets:
-        outbox.enqueue(
-            session,
-            kind=outbox.POST,
-            platform=platform,
-            address=address,
-            card=card,
-            subject=_subject(decision),
-            now=now,
-        )
+    targets = directory.channels_of(session, [a.id for a in audiences if a.id is not None])
+    messages.post(session, targets, decision_card(session, decision), subject=_subject(decision), now=now)
     if old is not None:
         old.status = SUPERSEDED
         session.add(old)
@@ -218,18 +207,6 @@ def _guardrails_and_dates(clean: dict[str, Any]) -> dict[str, str]:
     if review is not None and effective is not None and review <= effective:
         errors["review_on"] = "The review date must come after the effective date."
     return errors
-
-
-def _targets(session: Session, audience_ids: Sequence[int]) -> list[tuple[str, str]]:
-    rows = session.exec(
-        select(AudienceTarget.platform, AudienceTarget.address)
-        .where(col(AudienceTarget.audience_id).in_(audience_ids))
-        .order_by(col(AudienceTarget.id))
-    ).all()
-    seen: dict[tuple[str, str], None] = {}
-    for platform, address in rows:
-        seen.setdefault((platform, address), None)  # one post per channel, even in two audiences
-    return list(seen)
 
 
 # --- the cards -------------------------------------------------------------------------
@@ -504,17 +481,8 @@ def answer(session: Session, ctx: Context, actor: Actor, values: Mapping[str, An
         audience_ids = session.exec(
             select(DecisionAudience.audience_id).where(DecisionAudience.decision_id == decision.id)
         ).all()
-        targets = _targets(session, audience_ids)
-        for platform, address in targets:
-            outbox.enqueue(
-                session,
-                kind=outbox.POST,
-                platform=platform,
-                address=address,
-                card=card.to_dict(),
-                subject=f"answer:{question.id}",
-                now=now,
-            )
+        targets = directory.channels_of(session, audience_ids)
+        messages.post(session, targets, card, subject=f"answer:{question.id}", now=now)
         sent_to = f"the {count(len(targets), 'channel')} the decision was announced in"
     audit.record(
         session,
@@ -657,23 +625,10 @@ def remind_unacknowledged(ctx: Context) -> int:
                     select(Acknowledgement.person_id).where(Acknowledgement.decision_id == decision.id)
                 ).all()
             )
-            card = reminder_card(session, decision)
             waiting = sorted(directory.members_of(session, decision.id) - acknowledged)
-            addresses = directory.direct_addresses(session, waiting)
-            for person_id in waiting:
-                address = addresses.get(person_id)
-                if address is None:
-                    continue
-                outbox.enqueue(
-                    session,
-                    kind=outbox.DIRECT,
-                    platform=address[0],
-                    address=address[1],
-                    card=card.to_dict(),
-                    subject=_subject(decision),
-                    now=now,
-                )
-                queued += 1
+            queued += messages.send_to_each(
+                session, waiting, reminder_card(session, decision), subject=_subject(decision), now=now
+            )
             decision.reminded_at = now
             session.add(decision)
     return queued
@@ -753,18 +708,8 @@ def _author(session: Session, decision: Decision) -> str:
 def _direct(
     session: Session, ctx: Context, person_id: int, card: Card, *, subject: str, missing: str
 ) -> None:
-    address = directory.direct_address(session, person_id)
-    if address is None:
+    if not messages.direct(session, person_id, card, subject=subject, now=ctx.now()):
         raise Refusal(f"Nothing was sent: {missing} on any platform Touchline knows.")
-    outbox.enqueue(
-        session,
-        kind=outbox.DIRECT,
-        platform=address[0],
-        address=address[1],
-        card=card.to_dict(),
-        subject=subject,
-        now=ctx.now(),
-    )
 
 
 def _audience_keys(session: Session, decision: Decision) -> list[str]:
