@@ -14,6 +14,7 @@ from bot.bootstrap import build_context
 from bot.config import ConfigError, Settings, load_environment, load_settings, summary
 from bot.console.repl import run_console
 from handlers.context import Refusal
+from scheduler.runner import SchedulerRunner
 from storage.database import (
     DatabaseNotReady,
     ensure_migrated,
@@ -31,6 +32,13 @@ app = typer.Typer(
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="The organisation file (default: $TOUCHLINE_CONFIG or app.yaml)."),
+]
+LiveOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--live/--script",
+        help="Run the scheduler and deliver in the background (default when typing at a terminal).",
+    ),
 ]
 AsOption = Annotated[
     str | None,
@@ -79,14 +87,14 @@ def check_command(config: ConfigOption = None) -> None:
 
 
 @app.command("console")
-def console_command(config: ConfigOption = None, person: AsOption = None) -> None:
+def console_command(config: ConfigOption = None, person: AsOption = None, live: LiveOption = None) -> None:
     """Use Touchline in this terminal, as someone from app.yaml; reads a script from stdin too."""
     settings = settings_or_exit(config)
-    _console(settings, person)
+    _console(settings, person, live)
 
 
 @app.command("serve")
-def serve_command(config: ConfigOption = None, person: AsOption = None) -> None:
+def serve_command(config: ConfigOption = None, person: AsOption = None, live: LiveOption = None) -> None:
     """Run Touchline. With no Slack or Teams credentials set, it runs the console in this terminal."""
     settings = settings_or_exit(config)
     env = settings.env
@@ -99,25 +107,31 @@ def serve_command(config: ConfigOption = None, person: AsOption = None) -> None:
         f"Touchline for {settings.org.organisation.name}: no chat platform is connected, "
         "so Touchline runs here in the terminal."
     )
-    _console(settings, person)
+    _console(settings, person, live)
 
 
-def _console(settings: Settings, person: str | None) -> None:
+def _console(settings: Settings, person: str | None, live: bool | None) -> None:
     env = settings.env
     # The terminal is the chat here: only warnings go to it, unless LOG_LEVEL asks for more.
     logs.configure(env.log_level if "log_level" in env.model_fields_set else "WARNING", env.log_format)
     person = person or _first_leader(settings)
+    live = sys.stdin.isatty() if live is None else live
     try:
         ctx = build_context(settings)
     except DatabaseNotReady as error:
         fail(str(error))
+    runner = SchedulerRunner(ctx) if live else None
     try:
-        asyncio.run(run_console(ctx, person, stdin=sys.stdin, out=sys.stdout))
+        if runner is not None:
+            runner.start()
+        asyncio.run(run_console(ctx, person, stdin=sys.stdin, out=sys.stdout, live=live))
     except Refusal as refusal:
         fail(refusal.message)
     except KeyboardInterrupt:
         typer.echo("")
     finally:
+        if runner is not None:
+            runner.stop()
         ctx.db.dispose()
 
 

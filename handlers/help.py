@@ -31,6 +31,13 @@ def overview(ctx: Context, actor: Actor, *, unknown: str = "") -> Reply:
             "/asset draft — ask the field for input on a draft, with a deadline",
             "/asset publish <id> — launch a draft",
         ]
+    if actor.has("admin"):
+        assets += [
+            "/pulse — pulse surveys: /pulse run <survey> sends one now, /pulse close <run> closes it",
+            "/pulse results [run] — results, for groups of enough people only",
+        ]
+    elif actor.has("leader"):
+        assets.append("/pulse results [run] — pulse results, for groups of enough people only")
     roles = ", ".join(sorted(actor.roles)) or "no role in app.yaml yet"
     intro = f"I don't know {unknown[:60]}. " if unknown else ""
     return Reply(
@@ -40,7 +47,7 @@ def overview(ctx: Context, actor: Actor, *, unknown: str = "") -> Reply:
             sections=(
                 Section(heading="Strategy", text="\n".join(strategy)),
                 Section(heading="What the field hears", text="\n".join(field)),
-                Section(heading="Assets", text="\n".join(assets)),
+                Section(heading="Assets and pulses", text="\n".join(assets)),
                 Section(
                     text="On a card, the buttons do the talking: “Got it” acknowledges a decision, "
                     "“Useful” or “Doesn't fit the field” tells marketing about an asset. "

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from handlers import assets, help, objections, strategy
+from handlers import assets, help, objections, pulse, strategy
 from handlers.context import Actor, Context, FormErrors, PostRef, Refusal
 from handlers.ui import Reply
 from storage import outbox
@@ -23,6 +23,7 @@ COMMANDS: dict[str, OnText] = {
     "strategy": strategy.on_command,
     "objection": objections.on_command,
     "asset": assets.on_command,
+    "pulse": pulse.on_command,
 }
 ACTIONS: dict[str, OnText] = {
     strategy.ACK: strategy.acknowledge,
@@ -35,6 +36,7 @@ ACTIONS: dict[str, OnText] = {
     assets.USED: assets.mark_used,
     assets.DOESNT_FIT: assets.open_doesnt_fit,
     assets.SUGGEST: assets.open_suggestion,
+    pulse.ANSWER: pulse.open_answers,
 }
 FORMS: dict[str, Callable[[Session, Context, Actor, Mapping[str, Any]], Reply]] = {
     strategy.ANNOUNCE_FORM: strategy.announce,
@@ -45,6 +47,7 @@ FORMS: dict[str, Callable[[Session, Context, Actor, Mapping[str, Any]], Reply]] 
     assets.DRAFT_FORM: assets.draft,
     assets.DOESNT_FIT_FORM: assets.doesnt_fit,
     assets.SUGGEST_FORM: assets.suggest,
+    pulse.FORM_ID: pulse.answer,
 }
 # What a reaction means: (kind of post, meaning from app.yaml, added or removed) -> handler.
 REACTIONS: dict[tuple[str, str, bool], OnText] = {

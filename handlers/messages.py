@@ -24,9 +24,31 @@ def post(
     return len(channels)
 
 
-def direct(session: Session, person_id: int, card: Card, *, subject: str, now: datetime) -> bool:
-    """Queue `card` for one person, where they use Touchline; False if they cannot be reached."""
-    return send_to_each(session, [person_id], card, subject=subject, now=now) == 1
+def direct(
+    session: Session,
+    person_id: int,
+    card: Card,
+    *,
+    subject: str,
+    now: datetime,
+    due_at: datetime | None = None,
+) -> bool:
+    """Queue `card` for one person, where they use Touchline, to arrive at `due_at` (default: now);
+    False if they cannot be reached."""
+    address = directory.direct_addresses(session, [person_id]).get(person_id)
+    if address is None:
+        return False
+    outbox.enqueue(
+        session,
+        kind=outbox.DIRECT,
+        platform=address[0],
+        address=address[1],
+        card=card.to_dict(),
+        subject=subject,
+        now=now,
+        due_at=due_at,
+    )
+    return True
 
 
 def send_to_each(

@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_validator,
 )
 
 # A marketing lead is a marketer who may also read confidential objections.
@@ -187,21 +188,46 @@ class StrategySettings(Strict):
 
 
 class Question(Strict):
+    """One pulse question: agreement 1-5, a 0-10 scale, one of `choices`, or free text."""
+
     id: Key
     text: str = Field(min_length=1, max_length=300)
     type: Literal["agree-5", "scale-10", "choice", "text"]
-    choices: list[str] = []
+    choices: list[Annotated[str, Field(min_length=1, max_length=75)]] = []
     optional: bool = False
+
+    @model_validator(mode="after")
+    def _choices_fit_the_type(self) -> Question:
+        if self.type == "choice" and len(self.choices) < 2:
+            raise ValueError("a choice question needs at least two choices: choices: [yes, no]")
+        if self.type != "choice" and self.choices:
+            raise ValueError(f"choices are only for type: choice, not {self.type}")
+        return self
 
 
 class Survey(Strict):
+    """A pulse survey: who gets it, when (cron, in each person's time zone), for how long."""
+
     title: str = Field(min_length=1, max_length=120)
     audiences: Annotated[list[Key], BeforeValidator(_listify)] = Field(min_length=1)
     schedule: Cron
     open_for: Duration = timedelta(days=3)
     remind_after: Duration | None = timedelta(days=2)
+    # Results show only for groups with at least this many respondents.
     min_group_size: int = Field(default=5, ge=3)
+    min_group_size_comments: int = Field(default=10, ge=5)
+    # Otherwise invitations and reminders that would land outside 08:00-20:00 on a weekday,
+    # in the person's time zone, wait for the next working morning.
+    allow_night_and_weekends: bool = False
     questions: list[Question] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _question_ids_are_unique(self) -> Survey:
+        ids = [q.id for q in self.questions]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"question ids must be unique; repeated: {', '.join(repeated)}")
+        return self
 
 
 class Digest(Strict):

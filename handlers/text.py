@@ -8,9 +8,9 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def count(n: int, noun: str) -> str:
-    """`count(1, "rep")` -> "1 rep"; `count(7, "rep")` -> "7 reps"."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+def count(n: int, noun: str, plural: str = "") -> str:
+    """`count(1, "rep")` -> "1 rep"; `count(7, "rep")` -> "7 reps"; `count(2, "person", "people")`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {plural or noun + 's'}"
 
 
 def ordinal(n: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, MetaData, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Float, LargeBinary, MetaData, Table, Text, Unicode, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 # Named constraints keep Alembic's batch migrations on SQLite deterministic.
@@ -245,3 +245,99 @@ class Suggestion(SQLModel, table=True):
     person_id: int | None = Field(default=None, foreign_key="person.id", ondelete="SET NULL")
     text: str = Field(sa_column=Column(Text, nullable=False))
     at: datetime
+
+
+class PulseRun(SQLModel, table=True):
+    """One sending of a pulse survey: its questions and minimum group sizes as they were when it opened.
+
+    `slot` is the local wall-clock time the survey was scheduled for ("2026-12-01T10:00"): each
+    person is invited at that time where they are, and the slot names the run for all of them.
+    """
+
+    __table_args__ = (UniqueConstraint("survey", "slot"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    survey: str = Field(max_length=64, index=True)
+    slot: str = Field(max_length=32)
+    title: str = Field(max_length=200)
+    questions: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    min_group_size: int
+    min_group_size_comments: int
+    status: str = Field(default="open", max_length=16, index=True)  # "open" | "closed"
+    opened_at: datetime
+    closes_at: datetime
+    closed_at: datetime | None = None
+
+
+class PulseInvitation(SQLModel, table=True):
+    """Who was invited to a run, and whether they have answered: never what they answered."""
+
+    __table_args__ = (UniqueConstraint("run_id", "person_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="pulserun.id", index=True, ondelete="CASCADE")
+    person_id: int = Field(foreign_key="person.id", index=True, ondelete="CASCADE")
+    due_at: datetime
+    reminded: bool = False
+    answered: bool = False
+
+
+class PulseAnswer(SQLModel, table=True):
+    """One answer to one question, with nothing that leads back to who gave it.
+
+    No person, no invitation, no time finer than the day; the id is random and, on SQLite,
+    the table has no hidden rowid, so neither ids nor storage order follow the order in
+    which people answered. `side` (sales, marketing) and `audience` only group answers,
+    and results show a group only when enough people are in it.
+    """
+
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    id: str = Field(primary_key=True, max_length=32)
+    run_id: int = Field(foreign_key="pulserun.id", index=True, ondelete="CASCADE")
+    question: str = Field(max_length=64)
+    side: str = Field(max_length=16)
+    audience: str = Field(default="", max_length=64)
+    answered_on: date
+    number: int | None = None
+    choice: str | None = Field(default=None, max_length=100)
+    text: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class SchedulerLease(SQLModel, table=True):
+    """Which process runs the scheduler: the holder renews `expires_at` while it lives."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=200)
+    expires_at: datetime
+
+
+class SchedulerRun(SQLModel, table=True):
+    """Each time a scheduled job ran (or was missed), by which process, for operators and tests."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=200, index=True)
+    scheduled_for: datetime
+    holder: str = Field(max_length=200)
+    outcome: str = Field(max_length=16)  # "ran" | "failed" | "missed"
+    at: datetime = Field(index=True)
+
+
+class DigestIssue(SQLModel, table=True):
+    """A weekly digest that went out: one per period, however often the scheduler asks."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    period_start: date
+    period_end: date = Field(unique=True)
+    created_at: datetime
+
+
+# APScheduler's own job table, declared here so that our migrations create it and Alembic
+# knows it is ours (APScheduler's SQLAlchemyJobStore would otherwise create it on its own).
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

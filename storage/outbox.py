@@ -26,7 +26,9 @@ def enqueue(
     subject: str,
     now: datetime,
     updates_id: int | None = None,
+    due_at: datetime | None = None,
 ) -> Outbox:
+    """Queue one message; it goes out at `due_at` (default: at once)."""
     row = Outbox(
         kind=kind,
         platform=platform,
@@ -34,7 +36,7 @@ def enqueue(
         card=card,
         subject=subject,
         updates_id=updates_id,
-        due_at=now,
+        due_at=due_at or now,
         created_at=now,
     )
     session.add(row)

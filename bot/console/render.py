@@ -14,7 +14,7 @@ def card_lines(card: Card) -> list[str]:
     lines = [card.title]
     for section in card.sections:
         if section.heading:
-            lines.append(f"{section.heading}:")
+            lines.append(section.heading if section.heading[-1] in ".?!:" else f"{section.heading}:")
         indent = "  " if section.heading else ""
         for paragraph in section.text.splitlines():
             lines += textwrap.wrap(paragraph, WIDTH, initial_indent=indent, subsequent_indent=indent) or [""]

@@ -272,8 +272,18 @@ def terminal_reader(stdin: TextIO, out: TextIO) -> ReadLine:
     return read
 
 
-async def run_console(ctx: Context, person: str, *, stdin: TextIO, out: TextIO) -> None:
+async def run_console(ctx: Context, person: str, *, stdin: TextIO, out: TextIO, live: bool = False) -> None:
+    """The console session. `live` also delivers in the background what arrives on its own
+    (a scheduled pulse, a reminder), as a chat would; a script leaves it off, so that what it
+    prints depends on its commands alone."""
     platform = ConsolePlatform(out, ctx.org)
     worker = DeliveryWorker(ctx.db, {"console": platform}, clock=ctx.clock)
     console = Console(ctx, worker, out=out, read_line=terminal_reader(stdin, out), person=person)
-    await console.run()
+    stop = asyncio.Event()
+    background = asyncio.create_task(worker.run_forever(stop)) if live else None
+    try:
+        await console.run()
+    finally:
+        stop.set()
+        if background is not None:
+            await background

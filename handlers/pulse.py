@@ -1,0 +1,655 @@
+"""Pulse surveys: alignment measured on a schedule, anonymously, shown only for groups large enough."""
+
+from __future__ import annotations
+
+import secrets
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from handlers import directory, forms, messages
+from handlers.context import Actor, Context, Refusal
+from handlers.organisation import Organisation, Survey, format_duration
+from handlers.text import clip, count
+from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
+from storage import audit
+from storage.models import (
+    Audience,
+    AudienceMember,
+    Identity,
+    Person,
+    PulseAnswer,
+    PulseInvitation,
+    PulseRun,
+)
+
+ANSWER, FORM_ID = "pulse.answer", "pulse.answers"
+OPEN, CLOSED = "open", "closed"
+WORK_STARTS, WORK_ENDS, MORNING = time(8, 0), time(20, 0), time(9, 0)
+AGREE = ("Strongly disagree", "Disagree", "Neither agree nor disagree", "Agree", "Strongly agree")
+SCALES = {"agree-5": (1, 5), "scale-10": (0, 10)}
+TREND_RUNS = 6
+USAGE = (
+    "/pulse — the surveys and their latest runs (admins)\n"
+    "/pulse run <survey> — send a survey now\n"
+    "/pulse close <run> — close a run now; leaders get the results\n"
+    "/pulse results [run] — a run's results (admins, leaders)"
+)
+
+
+# --- opening a run -------------------------------------------------------------------------------
+
+
+def open_scheduled(ctx: Context, survey_key: str, slot: datetime) -> int:
+    """Open the run of `survey_key` for the local wall-clock time `slot` (naive), inviting each
+    person at that time where they are; returns how many were invited now. Opening the same
+    slot again invites only whoever was not invited yet (the scheduler may call it twice)."""
+    survey = ctx.org.surveys.get(survey_key)
+    if survey is None:
+        return 0
+    with ctx.db.session() as session:
+        run = _run_for(session, ctx, survey_key, survey, slot.strftime("%Y-%m-%dT%H:%M"))
+        return _invite(session, ctx, run, survey, slot=slot)
+
+
+def run_now(session: Session, ctx: Context, actor: Actor, survey_key: str) -> Reply:
+    """`/pulse run <survey>`: invitations go out at once, to everyone, since an admin asked."""
+    _require_admin(ctx, actor)
+    survey = ctx.org.surveys.get(survey_key)
+    if survey is None:
+        known = ", ".join(ctx.org.surveys) or "none in app.yaml"
+        raise Refusal(f"There is no survey {survey_key[:40]!r} (surveys: {known}).\n{USAGE}")
+    now = ctx.now()
+    slot = now.astimezone(ZoneInfo(ctx.org.organisation.timezone)).strftime("now-%Y-%m-%dT%H:%M")
+    run = _run_for(session, ctx, survey_key, survey, slot)
+    invited = _invite(session, ctx, run, survey, slot=None)
+    audit.record(session, at=now, actor_id=actor.person_id, action="pulse.run", subject=f"pulse:{run.id}")
+    return Reply(
+        text=f"📊 {survey.title}: run #{run.id} is open; {count(invited, 'person', 'people')} invited. "
+        f"It closes {_when(run.closes_at, actor.timezone)}; /pulse results {run.id} shows how it goes."
+    )
+
+
+def _run_for(session: Session, ctx: Context, key: str, survey: Survey, slot: str) -> PulseRun:
+    """The run for this survey and slot, created once however many processes ask at once."""
+    existing = _locked_run(session, key, slot)
+    if existing is not None:
+        return existing
+    now = ctx.now()
+    try:
+        with session.begin_nested():
+            session.add(
+                PulseRun(
+                    survey=key,
+                    slot=slot,
+                    title=survey.title,
+                    questions=[q.model_dump() for q in survey.questions],
+                    min_group_size=survey.min_group_size,
+                    min_group_size_comments=survey.min_group_size_comments,
+                    opened_at=now,
+                    closes_at=now + survey.open_for,
+                )
+            )
+    except IntegrityError:
+        pass  # another process opened it a moment ago
+    run = _locked_run(session, key, slot)
+    assert run is not None
+    return run
+
+
+def _locked_run(session: Session, key: str, slot: str) -> PulseRun | None:
+    return session.exec(
+        select(PulseRun)
+        .where(PulseRun.survey == key, PulseRun.slot == slot)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+@dataclass(frozen=True)
+class Member:
+    person_id: int
+    timezone: str
+    side: str
+    audience: str
+
+
+def members(session: Session, org: Organisation, survey: Survey) -> list[Member]:
+    """Everyone in the survey's audiences, once, with their time zone and side."""
+    rows = session.exec(
+        select(AudienceMember.person_id, Audience.key)
+        .join(Audience, col(Audience.id) == col(AudienceMember.audience_id))
+        .where(col(Audience.key).in_(survey.audiences))
+    ).all()
+    first_audience: dict[int, str] = {}
+    for person_id, key in sorted(rows, key=lambda r: (r[0], survey.audiences.index(r[1]))):
+        first_audience.setdefault(person_id, key)
+    people = {p.id: p for p in session.exec(select(Person).where(col(Person.id).in_(first_audience)))}
+    identities: dict[int, list[Identity]] = {}
+    for identity in session.exec(select(Identity).where(col(Identity.person_id).in_(first_audience))):
+        identities.setdefault(identity.person_id, []).append(identity)
+    found = []
+    for person_id, audience in sorted(first_audience.items()):
+        person = people[person_id]
+        roles = directory.roles_of(org, person, identities.get(person_id, []))
+        tz = person.timezone or org.organisation.timezone
+        found.append(Member(person_id, tz, side_of(roles), audience))
+    return found
+
+
+def side_of(roles: frozenset[str]) -> str:
+    """Alignment is two-sided: marketing on one side, sales on the other."""
+    if roles & {"marketer", "marketing-lead"}:
+        return "marketing"
+    if "rep" in roles:
+        return "sales"
+    return "other"
+
+
+def _invite(session: Session, ctx: Context, run: PulseRun, survey: Survey, *, slot: datetime | None) -> int:
+    assert run.id is not None
+    now = ctx.now()
+    invited = set(session.exec(select(PulseInvitation.person_id).where(PulseInvitation.run_id == run.id)))
+    new = 0
+    for member in members(session, ctx.org, survey):
+        if member.person_id in invited:
+            continue
+        due = now if slot is None else _local_to_utc(slot, member.timezone)
+        if slot is not None and not survey.allow_night_and_weekends:
+            due = working_time(due, member.timezone)
+        due = max(due, now)
+        session.add(PulseInvitation(run_id=run.id, person_id=member.person_id, due_at=due))
+        messages.direct(
+            session,
+            member.person_id,
+            invitation_card(run, member.timezone),
+            subject=f"pulse:{run.id}",
+            now=now,
+            due_at=due,
+        )
+        run.closes_at = max(run.closes_at, due + survey.open_for)
+        new += 1
+    session.add(run)
+    return new
+
+
+def working_time(moment: datetime, timezone: str) -> datetime:
+    """`moment`, or the next working morning (09:00) if it falls at night or at a weekend there."""
+    zone = ZoneInfo(timezone)
+    local = moment.astimezone(zone)
+    if local.weekday() < 5 and WORK_STARTS <= local.time() < WORK_ENDS:
+        return moment
+    day = local.date() if local.time() < WORK_STARTS else local.date() + timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return datetime.combine(day, MORNING, tzinfo=zone).astimezone(moment.tzinfo)
+
+
+def _local_to_utc(slot: datetime, timezone: str) -> datetime:
+    return slot.replace(tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+
+
+def invitation_card(run: PulseRun, timezone: str) -> Card:
+    questions = len(run.questions)
+    return Card(
+        title=f"📊 {run.title}",
+        sections=(
+            Section(
+                text=f"{count(questions, 'question')}, about a minute. Your answers are stored without "
+                "your name or the time you gave them, and results show only for groups of at least "
+                f"{run.min_group_size} people."
+            ),
+            Section(facts=(Fact("Open until", _when(run.closes_at, timezone)),)),
+        ),
+        buttons=(Button("Answer", ANSWER, str(run.id), "primary"),),
+        footer=f"Pulse run #{run.id}",
+    )
+
+
+# --- answering -----------------------------------------------------------------------------------
+
+
+def open_answers(session: Session, ctx: Context, actor: Actor, run_id: str) -> Reply:
+    """*Answer* on the invitation opens the questions."""
+    run, _ = _invitation(session, ctx, actor, run_id)
+    return Reply(form=answer_form(run))
+
+
+def answer_form(run: PulseRun) -> Form:
+    fields = []
+    for q in run.questions:
+        required = not q.get("optional", False)
+        if q["type"] == "agree-5":
+            options = tuple(Option(str(i), f"{i} {label}") for i, label in enumerate(AGREE, 1))
+        elif q["type"] == "scale-10":
+            options = tuple(Option(str(i), str(i)) for i in range(11))
+        elif q["type"] == "choice":
+            options = tuple(Option(c, c) for c in q["choices"])
+        else:
+            fields.append(FormField(q["id"], q["text"], required=required, multiline=True, max_length=1000))
+            continue
+        fields.append(FormField(q["id"], q["text"], kind="select", required=required, options=options))
+    return Form(
+        form_id=FORM_ID,
+        title=clip(run.title, 24),
+        intro="Anonymous: your answers are stored without your name or the time you gave them.",
+        submit_label="Send answers",
+        fields=tuple(fields),
+        state={"run": str(run.id)},
+    )
+
+
+def answer(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any]) -> Reply:
+    """Store the answers with nothing that leads back to the person, and note that they answered."""
+    run, invitation = _invitation(session, ctx, actor, str(values.get("run", "")))
+    clean = forms.clean(answer_form(run), values)
+    assert run.id is not None
+    # Only the side and the audience travel with the answers, to compare groups of enough people.
+    theirs = session.exec(
+        select(Audience.key)
+        .join(AudienceMember, col(AudienceMember.audience_id) == col(Audience.id))
+        .where(AudienceMember.person_id == actor.person_id)
+    ).all()
+    survey = ctx.org.surveys.get(run.survey)
+    audience = next((a for a in (survey.audiences if survey else []) if a in theirs), "")
+    side = side_of(actor.roles)
+    day = ctx.now().date()
+    for q in run.questions:
+        value = clean.get(q["id"])
+        if value is None:
+            continue
+        session.add(
+            PulseAnswer(
+                # Random, so that ids say nothing about who answered first.
+                id=secrets.token_hex(16),
+                run_id=run.id,
+                question=q["id"],
+                side=side,
+                audience=audience,
+                answered_on=day,
+                number=int(value) if q["type"] in SCALES else None,
+                choice=value if q["type"] == "choice" else None,
+                text=value if q["type"] == "text" else None,
+            )
+        )
+    invitation.answered = True
+    session.add(invitation)
+    return Reply(text=f"Thank you: your answers to “{run.title}” are in, without your name.")
+
+
+def _invitation(
+    session: Session, ctx: Context, actor: Actor, run_id: str
+) -> tuple[PulseRun, PulseInvitation]:
+    token = run_id.strip()
+    run = session.get(PulseRun, int(token)) if token.isdigit() and len(token) <= 12 else None
+    if run is None:
+        raise Refusal("That pulse no longer exists.")
+    invitation = session.exec(
+        select(PulseInvitation)
+        .where(PulseInvitation.run_id == run.id, PulseInvitation.person_id == actor.person_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if invitation is None:
+        raise Refusal(f"You were not invited to “{run.title}” (run #{run.id}).")
+    if invitation.answered:
+        raise Refusal(f"You already answered “{run.title}”. Thank you!")
+    if run.status != OPEN:
+        raise Refusal(f"“{run.title}” closed {_when(run.closed_at or run.closes_at, actor.timezone)}.")
+    return run, invitation
+
+
+# --- reminders and closing -------------------------------------------------------------------------
+
+
+def remind_due(ctx: Context) -> int:
+    """One reminder, only to those who have not answered, once `remind_after` has passed since
+    their invitation; returns how many were queued. Running it again sends nothing new."""
+    now = ctx.now()
+    queued = 0
+    with ctx.db.session() as session:
+        open_runs = session.exec(select(PulseRun).where(PulseRun.status == OPEN).with_for_update()).all()
+        for run in open_runs:
+            survey = ctx.org.surveys.get(run.survey)
+            if survey is None or survey.remind_after is None:
+                continue
+            waiting = session.exec(
+                select(PulseInvitation).where(
+                    PulseInvitation.run_id == run.id,
+                    col(PulseInvitation.answered).is_(False),
+                    col(PulseInvitation.reminded).is_(False),
+                    col(PulseInvitation.due_at) <= now - survey.remind_after,
+                )
+            ).all()
+            for invitation in waiting:
+                tz = directory.timezone_of(session, ctx.org, invitation.person_id)
+                due = now if survey.allow_night_and_weekends else working_time(now, tz)
+                if due >= run.closes_at:
+                    invitation.reminded = True  # too late to be of use
+                else:
+                    card = invitation_card(run, tz)
+                    reminder = Card(f"Reminder: {card.title}", card.sections, card.buttons, card.footer)
+                    if messages.direct(
+                        session,
+                        invitation.person_id,
+                        reminder,
+                        subject=f"pulse:{run.id}",
+                        now=now,
+                        due_at=due,
+                    ):
+                        queued += 1
+                    invitation.reminded = True
+                session.add(invitation)
+    return queued
+
+
+def close_due(ctx: Context) -> int:
+    """Close every open run whose time is up and send leaders the results; returns how many."""
+    now = ctx.now()
+    with ctx.db.session() as session:
+        due = session.exec(
+            select(PulseRun)
+            .where(PulseRun.status == OPEN, col(PulseRun.closes_at) <= now)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for run in due:
+            _close(session, ctx, run)
+        return len(due)
+
+
+def close_now(session: Session, ctx: Context, actor: Actor, run_id: str) -> Reply:
+    _require_admin(ctx, actor)
+    run = _find_run(session, run_id, lock=True)
+    if run.status != OPEN:
+        raise Refusal(f"Run #{run.id} is already closed.")
+    told = _close(session, ctx, run)
+    audit.record(
+        session, at=ctx.now(), actor_id=actor.person_id, action="pulse.close", subject=f"pulse:{run.id}"
+    )
+    return Reply(
+        text=f"Run #{run.id} of “{run.title}” is closed; {count(told, 'leader')} got the results.",
+        card=results_card(session, ctx, run),
+    )
+
+
+def _close(session: Session, ctx: Context, run: PulseRun) -> int:
+    run.status, run.closed_at = CLOSED, ctx.now()
+    session.add(run)
+    session.flush()
+    card = results_card(session, ctx, run)
+    leaders = _people_with_role(session, ctx.org, "leader")
+    return messages.send_to_each(session, leaders, card, subject=f"pulse:{run.id}", now=ctx.now())
+
+
+def _people_with_role(session: Session, org: Organisation, role: str) -> list[int]:
+    people = session.exec(select(Person)).all()
+    identities: dict[int, list[Identity]] = {}
+    for identity in session.exec(select(Identity)):
+        identities.setdefault(identity.person_id, []).append(identity)
+    return [
+        p.id
+        for p in people
+        if p.id is not None and role in directory.roles_of(org, p, identities.get(p.id, []))
+    ]
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+@dataclass
+class QuestionResult:
+    """One question's answers in a run; `None` where a group is too small to show."""
+
+    id: str
+    text: str
+    type: str
+    answered: int
+    distribution: dict[str, int] | None = None
+    mean: float | None = None
+    change: float | None = None
+    by_side: dict[str, float | None] = field(default_factory=dict)
+    comments: list[str] | None = None
+
+
+@dataclass
+class RunResult:
+    run: PulseRun
+    invited: int
+    answered: int
+    shown: bool
+    min_group_size: int
+    index: float | None
+    trend: list[tuple[str, float | None]]
+    questions: list[QuestionResult]
+
+    @property
+    def response_rate(self) -> float:
+        return self.answered / self.invited if self.invited else 0.0
+
+
+def results(session: Session, org: Organisation, run: PulseRun) -> RunResult:
+    """What a run says, with every group below the minimum size left out."""
+    assert run.id is not None
+    survey = org.surveys.get(run.survey)
+    # The minimum only ever rises: a run keeps the one it opened with unless app.yaml asks for more.
+    minimum = max(run.min_group_size, survey.min_group_size if survey else 0)
+    minimum_comments = max(run.min_group_size_comments, survey.min_group_size_comments if survey else 0)
+    invited, answered = _participation(session, run.id)
+    answers = session.exec(select(PulseAnswer).where(PulseAnswer.run_id == run.id)).all()
+    previous = _previous(session, run)
+    before = (
+        {q.id: q for q in _question_results(session, previous, [], minimum, minimum_comments)}
+        if previous
+        else {}
+    )
+    questions = _question_results(session, run, answers, minimum, minimum_comments)
+    for q in questions:
+        old = before.get(q.id)
+        if q.mean is not None and old is not None and old.mean is not None:
+            q.change = q.mean - old.mean
+    shown = answered >= minimum
+    trend = [
+        (r.slot, _index(_question_results(session, r, [], minimum, minimum_comments)))
+        for r in _history(session, run)
+    ]
+    return RunResult(
+        run, invited, answered, shown, minimum, _index(questions) if shown else None, trend, questions
+    )
+
+
+def _participation(session: Session, run_id: int) -> tuple[int, int]:
+    invited = session.exec(
+        select(func.count()).select_from(PulseInvitation).where(PulseInvitation.run_id == run_id)
+    ).one()
+    answered = session.exec(
+        select(func.count())
+        .select_from(PulseInvitation)
+        .where(PulseInvitation.run_id == run_id, col(PulseInvitation.answered).is_(True))
+    ).one()
+    return int(invited), int(answered)
+
+
+def _question_results(
+    session: Session, run: PulseRun, answers: Sequence[PulseAnswer], minimum: int, minimum_comments: int
+) -> list[QuestionResult]:
+    if not answers:
+        answers = session.exec(select(PulseAnswer).where(PulseAnswer.run_id == run.id)).all()
+    found = []
+    for q in run.questions:
+        mine = [a for a in answers if a.question == q["id"]]
+        result = QuestionResult(q["id"], q["text"], q["type"], len(mine))
+        if q["type"] in SCALES and len(mine) >= minimum:
+            numbers = [a.number for a in mine if a.number is not None]
+            low, high = SCALES[q["type"]]
+            result.distribution = {str(v): numbers.count(v) for v in range(low, high + 1)}
+            result.mean = statistics.fmean(numbers) if numbers else None
+            for side in ("sales", "marketing"):
+                values = [a.number for a in mine if a.side == side and a.number is not None]
+                result.by_side[side] = statistics.fmean(values) if len(values) >= minimum else None
+        elif q["type"] == "choice" and len(mine) >= minimum:
+            result.distribution = {c: sum(1 for a in mine if a.choice == c) for c in q.get("choices", [])}
+        elif q["type"] == "text" and len(mine) >= minimum_comments:
+            # Sorted, so that the order says nothing about who wrote what, or when.
+            result.comments = sorted(a.text for a in mine if a.text)
+        found.append(result)
+    return found
+
+
+def _index(questions: Sequence[QuestionResult]) -> float | None:
+    """The alignment index: the mean of the scored questions, each put on 0-100."""
+    scores = []
+    for q in questions:
+        if q.mean is not None and q.type in SCALES:
+            low, high = SCALES[q.type]
+            scores.append((q.mean - low) / (high - low) * 100)
+    return statistics.fmean(scores) if scores else None
+
+
+def _previous(session: Session, run: PulseRun) -> PulseRun | None:
+    earlier = _history(session, run)
+    return earlier[-1] if earlier else None
+
+
+def _history(session: Session, run: PulseRun) -> list[PulseRun]:
+    """The survey's closed runs before this one, oldest first (at most the last few)."""
+    earlier = session.exec(
+        select(PulseRun)
+        .where(
+            PulseRun.survey == run.survey, PulseRun.status == CLOSED, col(PulseRun.opened_at) < run.opened_at
+        )
+        .order_by(col(PulseRun.opened_at).desc())
+        .limit(TREND_RUNS)
+    ).all()
+    return list(reversed(earlier))
+
+
+def results_card(session: Session, ctx: Context, run: PulseRun) -> Card:
+    result = results(session, ctx.org, run)
+    state = "closed" if run.status == CLOSED else "open"
+    head = [
+        Fact("Response", f"{result.answered} of {result.invited} ({result.response_rate:.0%})"),
+    ]
+    if not result.shown:
+        return Card(
+            title=f"📊 {run.title} — run #{run.id} ({state})",
+            sections=(
+                Section(facts=tuple(head)),
+                Section(
+                    text=f"Not enough answers to show results: {result.answered} so far, and at least "
+                    f"{result.min_group_size} keep everyone anonymous."
+                ),
+            ),
+            footer=f"Pulse run #{run.id}",
+        )
+    index = f"{result.index:.0f} / 100" if result.index is not None else "no scored questions"
+    trend = [f"{v:.0f}" for _, v in result.trend if v is not None]
+    if trend and result.index is not None:
+        index += f" (earlier runs: {' → '.join(trend)})"
+    head.append(Fact("Alignment index", index))
+    sections = [Section(facts=tuple(head))]
+    for q in result.questions:
+        sections.append(Section(heading=q.text, text=_describe(q, result.min_group_size, run)))
+    return Card(
+        title=f"📊 {run.title} — run #{run.id} ({state})",
+        sections=tuple(sections),
+        footer=f"Pulse run #{run.id} · groups under {result.min_group_size} people are not shown",
+    )
+
+
+def _describe(q: QuestionResult, minimum: int, run: PulseRun) -> str:
+    if q.type == "text":
+        if q.comments is None:
+            return f"{count(q.answered, 'comment')}: shown from {run.min_group_size_comments} on."
+        return "\n".join(f"“{clip(c, 300)}”" for c in q.comments) or "no comments"
+    if q.distribution is None:
+        return f"{q.answered} answers: fewer than {minimum}, not shown."
+    spread = " · ".join(f"{k}: {v}" for k, v in q.distribution.items())
+    if q.mean is None:
+        return spread
+    line = f"mean {q.mean:.1f} of {SCALES[q.type][1]}"
+    if q.change is not None:
+        line += f" ({'▲' if q.change >= 0 else '▼'}{abs(q.change):.1f} since the last run)"
+    sales, marketing = q.by_side.get("sales"), q.by_side.get("marketing")
+    if sales is not None and marketing is not None:
+        line += f" · sales {sales:.1f} vs marketing {marketing:.1f} (gap {abs(sales - marketing):.1f})"
+    else:
+        line += " · sales vs marketing: a side has too few answers to compare"
+    return f"{line}\n{spread}"
+
+
+# --- the /pulse command --------------------------------------------------------------------------
+
+
+def on_command(session: Session, ctx: Context, actor: Actor, text: str) -> Reply:
+    verb, _, rest = text.strip().partition(" ")
+    verb, rest = verb.lower(), rest.strip()
+    if verb in ("", "list"):
+        _require_admin(ctx, actor)
+        return overview(session, ctx)
+    if verb == "run":
+        return run_now(session, ctx, actor, rest)
+    if verb == "close":
+        return close_now(session, ctx, actor, rest)
+    if verb == "results":
+        if not actor.has("admin", "leader"):
+            raise Refusal("Only admins and leaders see pulse results.")
+        run = _find_run(session, rest) if rest else _latest(session)
+        return Reply(card=results_card(session, ctx, run))
+    if verb == "help":
+        return Reply(text=USAGE)
+    return Reply(text=f"I don't know /pulse {verb[:40]}. Try:\n{USAGE}")
+
+
+def overview(session: Session, ctx: Context) -> Reply:
+    sections = []
+    for key, survey in ctx.org.surveys.items():
+        runs = session.exec(
+            select(PulseRun).where(PulseRun.survey == key).order_by(col(PulseRun.opened_at).desc()).limit(3)
+        ).all()
+        open_for = format_duration(survey.open_for)
+        lines = [f"schedule “{survey.schedule}” in each person's time zone, open {open_for}"]
+        for run in runs:
+            assert run.id is not None
+            invited, answered = _participation(session, run.id)
+            lines.append(f"run #{run.id} ({run.status}): {answered} of {invited} answered")
+        sections.append(Section(heading=f"{key}: {survey.title}", text="\n".join(lines)))
+    if not sections:
+        return Reply(text="No surveys in app.yaml yet (surveys:).")
+    return Reply(card=Card(title="Pulse surveys", sections=tuple(sections), footer=USAGE.splitlines()[1]))
+
+
+def _latest(session: Session) -> PulseRun:
+    run = session.exec(select(PulseRun).order_by(col(PulseRun.opened_at).desc())).first()
+    if run is None:
+        raise Refusal("No pulse has run yet. /pulse run <survey> sends one now.")
+    return run
+
+
+def _find_run(session: Session, text: str, *, lock: bool = False) -> PulseRun:
+    token = text.strip().lstrip("#")
+    if not token.isdigit() or len(token) > 12:
+        raise Refusal(f"Which run? Give its number.\n{USAGE}")
+    query = select(PulseRun).where(PulseRun.id == int(token))
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    run = session.exec(query).first()
+    if run is None:
+        raise Refusal(f"There is no pulse run #{token}.")
+    return run
+
+
+def _require_admin(ctx: Context, actor: Actor) -> None:
+    if not actor.has("admin"):
+        admins = ", ".join(directory.holders_of(ctx.org, "admin")) or "nobody yet"
+        raise Refusal(f"Only admins run pulse surveys. Admins here: {admins}.")
+
+
+def _when(moment: datetime, timezone: str) -> str:
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%a %d %b %H:%M (%Z)")

@@ -1,0 +1,83 @@
+"""The scheduled jobs: top-level functions with primitive arguments, the way APScheduler stores them."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+from handlers import assets, digest, pulse, strategy
+from handlers.context import Context
+
+log = logging.getLogger(__name__)
+
+# UTC+14: the first place where any local time of day arrives. A survey's cron fires here, so
+# its run opens before anyone's local time comes; each person is then invited at that same
+# wall-clock time where they are (their invitation waits in the outbox until then).
+SLOT_ZONE = ZoneInfo("Etc/GMT-14")
+GRACE = timedelta(hours=6)
+
+# APScheduler keeps jobs in the database as "module:function" plus pickled arguments, so a
+# job cannot carry the Context; the runner that leads hands it over here while it runs.
+_running: dict[str, Context] = {}
+
+
+def use(ctx: Context | None) -> None:
+    if ctx is None:
+        _running.pop("ctx", None)
+    else:
+        _running["ctx"] = ctx
+
+
+def _ctx() -> Context:
+    try:
+        return _running["ctx"]
+    except KeyError:
+        raise RuntimeError("a scheduled job ran outside a running SchedulerRunner") from None
+
+
+def open_pulse(survey_key: str) -> None:
+    """A survey's scheduled time arrived in the first time zone: open its run."""
+    ctx = _ctx()
+    survey = ctx.org.surveys.get(survey_key)
+    if survey is None:
+        return
+    slot = last_occurrence(survey.schedule, SLOT_ZONE, ctx.now(), within=GRACE)
+    if slot is None:
+        log.info("pulse %s: no scheduled time within the last %s, nothing to open", survey_key, GRACE)
+        return
+    invited = pulse.open_scheduled(ctx, survey_key, slot.replace(tzinfo=None))
+    log.info("pulse %s for %s: %d invited", survey_key, slot.strftime("%Y-%m-%d %H:%M"), invited)
+
+
+def remind_pulses() -> None:
+    pulse.remind_due(_ctx())
+
+
+def close_pulses() -> None:
+    pulse.close_due(_ctx())
+
+
+def remind_acknowledgements() -> None:
+    strategy.remind_unacknowledged(_ctx())
+
+
+def close_drafts() -> None:
+    assets.close_due_drafts(_ctx())
+
+
+def send_digest() -> None:
+    digest.send_weekly(_ctx())
+
+
+def last_occurrence(expression: str, zone: ZoneInfo, now: datetime, *, within: timedelta) -> datetime | None:
+    """The latest time at or before `now`, and no older than `within`, that `expression` names in `zone`."""
+    trigger = CronTrigger.from_crontab(expression, timezone=zone)
+    found: datetime | None = None
+    moment = trigger.get_next_fire_time(None, (now - within).astimezone(zone))
+    while moment is not None and moment <= now:
+        found = moment
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+    return found.astimezone(zone) if found else None
