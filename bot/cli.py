@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -13,6 +14,7 @@ from bot import logs
 from bot.bootstrap import build_context
 from bot.config import ConfigError, Settings, load_environment, load_settings, summary
 from bot.console.repl import run_console
+from handlers import pulse
 from handlers.context import Refusal
 from scheduler.runner import SchedulerRunner
 from storage.database import (
@@ -108,6 +110,40 @@ def serve_command(config: ConfigOption = None, person: AsOption = None, live: Li
         "so Touchline runs here in the terminal."
     )
     _console(settings, person, live)
+
+
+@app.command("export")
+def export_command(
+    what: Annotated[str, typer.Argument(help="What to export: pulse")], config: ConfigOption = None
+) -> None:
+    """Print data as CSV on standard output; `pulse`: every run's results, small groups left out."""
+    if what != "pulse":
+        fail(f"Nothing to export called {what!r}; try: touchline export pulse")
+    settings = settings_or_exit(config)
+    try:
+        ctx = build_context(settings)
+    except DatabaseNotReady as error:
+        fail(str(error))
+    try:
+        with ctx.db.session() as session:
+            rows = pulse.export_rows(session, ctx.org)
+    finally:
+        ctx.db.dispose()
+    columns = [
+        "run",
+        "survey",
+        "slot",
+        "status",
+        "question",
+        "group",
+        "response_rate",
+        "mean",
+        "distribution",
+        "note",
+    ]
+    writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _console(settings: Settings, person: str | None, live: bool | None) -> None:

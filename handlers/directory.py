@@ -10,6 +10,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from handlers.context import Actor, Context, Refusal
 from handlers.organisation import Organisation
+from storage.database import serialize
 from storage.models import (
     Acknowledgement,
     Audience,
@@ -34,6 +35,7 @@ def sync(ctx: Context) -> None:
     """
     org = ctx.org
     with ctx.db.session() as session:
+        serialize(session, "directory.sync")  # replicas starting together sync one after another
         known = {p.key: p for p in session.exec(select(Person).where(col(Person.key).in_(list(org.people))))}
         people: dict[str, Person] = {}
         for key, entry in org.people.items():

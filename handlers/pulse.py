@@ -584,6 +584,56 @@ def _describe(q: QuestionResult, minimum: int, run: PulseRun) -> str:
     return f"{line}\n{spread}"
 
 
+def export_rows(session: Session, org: Organisation) -> list[dict[str, Any]]:
+    """Every run's results as rows for a spreadsheet, under the same group-size rule as on screen:
+    a group too small to show is a row that says so, with no numbers."""
+    found: list[dict[str, Any]] = []
+    for run in session.exec(select(PulseRun).order_by(col(PulseRun.opened_at))).all():
+        result = results(session, org, run)
+        for q in result.questions:
+            if q.type == "text":
+                note = (
+                    f"{count(len(q.comments), 'comment')} (read them in /pulse results)"
+                    if q.comments is not None
+                    else f"fewer than {run.min_group_size_comments} comments: not shown"
+                )
+                found.append(
+                    {
+                        "run": run.id,
+                        "survey": run.survey,
+                        "slot": run.slot,
+                        "status": run.status,
+                        "question": q.id,
+                        "group": "all",
+                        "note": note,
+                    }
+                )
+                continue
+            groups: list[tuple[str, Any]] = [("all", q.mean)]
+            groups += (
+                [(side, q.by_side.get(side)) for side in ("sales", "marketing")] if q.type in SCALES else []
+            )
+            for group, mean in groups:
+                shown = q.distribution is not None and (group == "all" or mean is not None)
+                found.append(
+                    {
+                        "run": run.id,
+                        "survey": run.survey,
+                        "slot": run.slot,
+                        "status": run.status,
+                        "question": q.id,
+                        "group": group,
+                        "response_rate": f"{result.response_rate:.2f}" if group == "all" else "",
+                        "mean": f"{mean:.2f}" if shown and mean is not None else "",
+                        "distribution": " ".join(f"{k}:{v}" for k, v in (q.distribution or {}).items())
+                        if shown and group == "all"
+                        else "",
+                        "note": "" if shown else f"fewer than {result.min_group_size} answers: not shown",
+                    }
+                )
+    return found
+
+
 # --- the /pulse command --------------------------------------------------------------------------
 
 
