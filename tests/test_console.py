@@ -47,6 +47,8 @@ def test_the_readme_walk_throughs_print_what_the_readme_says(database: dict[str,
     assert_in_order(readme_block("walkthrough-output decision").splitlines(), decision)
     field = console(readme_block("walkthrough-script field"), database, "console", "--as", "jonas")
     assert_in_order(readme_block("walkthrough-output field").splitlines(), field)
+    pulse = console(readme_block("walkthrough-script pulse"), database, "console", "--as", "maria")
+    assert_in_order(readme_block("walkthrough-output pulse").splitlines(), pulse)
 
 
 def test_the_readme_check_example_is_what_touchline_check_prints(tmp_path: Path) -> None:
