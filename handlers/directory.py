@@ -182,11 +182,7 @@ def roles_of(org: Organisation, person: Person, identities: Iterable[Identity]) 
     if person.email:
         names.add(f"email:{person.email.lower()}")
     names.update(f"{i.platform}:{i.external_id}" for i in identities)
-    return frozenset(
-        role
-        for role, refs in org.roles.items()
-        if any((r.lower() if r.startswith("email:") else r) in names for r in refs)
-    )
+    return org.roles_for(names)
 
 
 def identify(

@@ -35,38 +35,42 @@ def direct(
 ) -> bool:
     """Queue `card` for one person, where they use Touchline, to arrive at `due_at` (default: now);
     False if they cannot be reached."""
-    address = directory.direct_addresses(session, [person_id]).get(person_id)
-    if address is None:
-        return False
-    outbox.enqueue(
-        session,
-        kind=outbox.DIRECT,
-        platform=address[0],
-        address=address[1],
-        card=card.to_dict(),
-        subject=subject,
-        now=now,
-        due_at=due_at,
-    )
-    return True
+    return direct_each(session, [(person_id, card, due_at)], subject=subject, now=now) == 1
 
 
 def send_to_each(
     session: Session, person_ids: Sequence[int], card: Card, *, subject: str, now: datetime
 ) -> int:
-    """Queue `card` for each person who can be reached; returns how many were."""
-    addresses = directory.direct_addresses(session, person_ids)
-    body = card.to_dict()
-    for person_id in person_ids:
-        if person_id in addresses:
-            platform, address = addresses[person_id]
-            outbox.enqueue(
-                session,
-                kind=outbox.DIRECT,
-                platform=platform,
-                address=address,
-                card=body,
-                subject=subject,
-                now=now,
-            )
-    return sum(1 for p in person_ids if p in addresses)
+    """Queue the same `card` for each person who can be reached; returns how many were."""
+    return direct_each(session, [(p, card, None) for p in person_ids], subject=subject, now=now)
+
+
+def direct_each(
+    session: Session,
+    messages: Sequence[tuple[int, Card, datetime | None]],
+    *,
+    subject: str,
+    now: datetime,
+) -> int:
+    """Queue (person, card, due at) direct messages, looking everyone's address up at once;
+    returns how many people could be reached."""
+    addresses = directory.direct_addresses(session, [person_id for person_id, _, _ in messages])
+    bodies: dict[int, dict[str, object]] = {}
+    reached = 0
+    for person_id, card, due_at in messages:
+        if person_id not in addresses:
+            continue
+        platform, address = addresses[person_id]
+        body = bodies.setdefault(id(card), card.to_dict())
+        outbox.enqueue(
+            session,
+            kind=outbox.DIRECT,
+            platform=platform,
+            address=address,
+            card=body,
+            subject=subject,
+            now=now,
+            due_at=due_at,
+        )
+        reached += 1
+    return reached

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -14,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     model_validator,
 )
@@ -268,6 +270,19 @@ class Organisation(Strict):
     surveys: dict[Key, Survey] = {}
     digest: Digest | None = None
     objections: Objections = Objections()
+
+    # ref ("maria", "email:maria@x.com", "slack:U…") -> its roles; built on first use
+    _role_index: dict[str, frozenset[str]] | None = PrivateAttr(default=None)
+
+    def roles_for(self, names: Iterable[str]) -> frozenset[str]:
+        """The roles given to any of these names of one person (key, email:…, slack:…, teams:…)."""
+        if self._role_index is None:
+            index: dict[str, set[str]] = {}
+            for role, refs in self.roles.items():
+                for ref in refs:
+                    index.setdefault(ref.lower() if ref.startswith("email:") else ref, set()).add(role)
+            self._role_index = {ref: frozenset(roles) for ref, roles in index.items()}
+        return frozenset(role for name in names for role in self._role_index.get(name, ()))
 
     def timezone_of(self, person_key: str) -> str:
         person = self.people.get(person_key)

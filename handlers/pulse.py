@@ -157,27 +157,33 @@ def _invite(session: Session, ctx: Context, run: PulseRun, survey: Survey, *, sl
     assert run.id is not None
     now = ctx.now()
     invited = set(session.exec(select(PulseInvitation.person_id).where(PulseInvitation.run_id == run.id)))
-    new = 0
+    todo: list[tuple[Member, datetime]] = []
     for member in members(session, ctx.org, survey):
         if member.person_id in invited:
             continue
         due = now if slot is None else _local_to_utc(slot, member.timezone)
         if slot is not None and not survey.allow_night_and_weekends:
             due = working_time(due, member.timezone)
-        due = max(due, now)
-        session.add(PulseInvitation(run_id=run.id, person_id=member.person_id, due_at=due))
-        messages.direct(
-            session,
-            member.person_id,
-            invitation_card(run, member.timezone),
-            subject=f"pulse:{run.id}",
-            now=now,
-            due_at=due,
-        )
-        run.closes_at = max(run.closes_at, due + survey.open_for)
-        new += 1
+        todo.append((member, max(due, now)))
+    if not todo:
+        return 0
+    # The run stays open until the last of them has had `open_for`: settle that first, so
+    # every invitation says the same closing time.
+    run.closes_at = max(run.closes_at, *(due + survey.open_for for _, due in todo))
     session.add(run)
-    return new
+    cards: dict[str, Card] = {}
+    for member, due in todo:
+        session.add(PulseInvitation(run_id=run.id, person_id=member.person_id, due_at=due))
+    messages.direct_each(
+        session,
+        [
+            (m.person_id, cards.setdefault(m.timezone, invitation_card(run, m.timezone)), due)
+            for m, due in todo
+        ],
+        subject=f"pulse:{run.id}",
+        now=now,
+    )
+    return len(todo)
 
 
 def working_time(moment: datetime, timezone: str) -> datetime:
