@@ -421,6 +421,7 @@ class QuestionResult:
     mean: float | None = None
     change: float | None = None
     by_side: dict[str, float | None] = field(default_factory=dict)
+    by_audience: dict[str, float | None] = field(default_factory=dict)
     comments: list[str] | None = None
 
 
@@ -499,6 +500,9 @@ def _question_results(
             for side in ("sales", "marketing"):
                 values = [a.number for a in mine if a.side == side and a.number is not None]
                 result.by_side[side] = statistics.fmean(values) if len(values) >= minimum else None
+            for audience in sorted({a.audience for a in mine if a.audience}):
+                values = [a.number for a in mine if a.audience == audience and a.number is not None]
+                result.by_audience[audience] = statistics.fmean(values) if len(values) >= minimum else None
         elif q["type"] == "choice" and len(mine) >= minimum:
             result.distribution = {c: sum(1 for a in mine if a.choice == c) for c in q.get("choices", [])}
         elif q["type"] == "text" and len(mine) >= minimum_comments:
@@ -587,7 +591,11 @@ def _describe(q: QuestionResult, minimum: int, run: PulseRun) -> str:
         line += f" · sales {sales:.1f} vs marketing {marketing:.1f} (gap {abs(sales - marketing):.1f})"
     else:
         line += " · sales vs marketing: a side has too few answers to compare"
-    return f"{line}\n{spread}"
+    audiences = " · ".join(
+        f"{name} {mean:.1f}" if mean is not None else f"{name}: too few"
+        for name, mean in q.by_audience.items()
+    )
+    return f"{line}\n{spread}" + (f"\nby audience: {audiences}" if len(q.by_audience) > 1 else "")
 
 
 def export_rows(session: Session, org: Organisation) -> list[dict[str, Any]]:
@@ -616,9 +624,8 @@ def export_rows(session: Session, org: Organisation) -> list[dict[str, Any]]:
                 )
                 continue
             groups: list[tuple[str, Any]] = [("all", q.mean)]
-            groups += (
-                [(side, q.by_side.get(side)) for side in ("sales", "marketing")] if q.type in SCALES else []
-            )
+            groups += [(f"side:{k}", v) for k, v in q.by_side.items()]
+            groups += [(f"audience:{k}", v) for k, v in q.by_audience.items()]
             for group, mean in groups:
                 shown = q.distribution is not None and (group == "all" or mean is not None)
                 found.append(

@@ -388,3 +388,18 @@ def test_comments_show_from_ten_people_on_in_an_order_that_says_nothing(
         result = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
     comments = next(q for q in result.questions if q.id == "else").comments
     assert comments == sorted(comments or []) and comments is not None and len(comments) == 10
+
+
+def test_each_audience_shows_only_with_enough_people_in_it(
+    pctx: Context, who: dict[str, Actor], clock: Clock
+) -> None:
+    run = open_tuesday(pctx)
+    clock.now = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
+    for key in [f"s{i}" for i in range(6)] + ["m0", "m1"]:
+        answer(pctx, who[key], run, why="4" if key.startswith("s") else "2")
+    with pctx.db.session() as session:
+        result = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
+    why = next(q for q in result.questions if q.id == "why")
+    assert why.by_audience == {"sales": pytest.approx(4.0), "marketing": None}
+    exported = {(r["question"], r["group"]): r for r in _export(pctx)}
+    assert exported[("why", "sales")]["mean"] == "4.00" and exported[("why", "marketing")]["mean"] == ""
