@@ -1,6 +1,6 @@
 """What logging an objection costs as the month fills up, and what marketing's list costs.
 
-    .venv/bin/python benchmarks/objections_at_scale.py [--objections 5000] [--reps 400]
+    .venv/bin/python -m benchmarks.objections_at_scale [--objections 5000] [--reps 400]
                                                       [--database-url postgresql://...]
 
 Each new objection is themed and compared with every objection of its theme from the last
@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from benchmarks import common
 from handlers import directory, inbound
 from handlers.context import Context
 from handlers.organisation import parse_organisation
-from storage.database import Database, migrate
+from storage.database import Database
 
 SAYINGS = {
     "price": [
@@ -63,26 +61,16 @@ def saying(rng: random.Random) -> str:
     return template.format(c=rng.choice(COMPETITORS), n=rng.randint(10, 40)) + rng.choice(["", "!", " (CFO)"])
 
 
-def summary(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p95, p99 = ordered[int(0.95 * (len(ordered) - 1))], ordered[int(0.99 * (len(ordered) - 1))]
-    p50, top = statistics.median(ordered), ordered[-1]
-    return f"p50 {p50:.1f} ms · p95 {p95:.1f} ms · p99 {p99:.1f} ms · max {top:.1f} ms"
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--objections", type=int, default=5000)
-    parser.add_argument("--reps", type=int, default=400)
-    parser.add_argument("--database-url")
-    args = parser.parse_args()
+    arguments = common.parser(__doc__)
+    arguments.add_argument("--objections", type=int, default=5000)
+    arguments.add_argument("--reps", type=int, default=400)
+    args = arguments.parse_args()
+    with common.database(args.database_url) as db:
+        run(db, args)
 
-    tmp = tempfile.TemporaryDirectory()
-    url = args.database_url or f"sqlite:///{Path(tmp.name) / 'bench.db'}"
-    migrate(url)
-    db = Database.from_url(url)
+
+def run(db: Database, args: argparse.Namespace) -> None:
     start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
     now = [start]
     ctx = Context(db=db, org=parse_organisation(organisation(args.reps)), clock=lambda: now[0])
@@ -91,7 +79,6 @@ def main() -> None:
     marketer = directory.console_actor(ctx, "mia")
     rng = random.Random(7)
     step = timedelta(days=30) / args.objections  # the whole month's objections, evenly spread
-    print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
     print(f"{args.objections} objections from {args.reps} reps over 30 days, 5 themes")
 
     checkpoints = {args.objections // 10, args.objections // 2, args.objections}
@@ -103,18 +90,16 @@ def main() -> None:
         assert "Recorded" in reply.text, reply.text
         now[0] += step
         if n in checkpoints:
-            print(f"  /objection <text> around objection {n}: {summary(window[-200:])}")
+            print(f"  /objection <text> around objection {n}: {common.percentiles(window[-200:])}")
     lists = []
     for _ in range(20):
         began = time.perf_counter()
         inbound.command(ctx, marketer, "objection", "list")
         lists.append((time.perf_counter() - began) * 1000)
-    print(f"/objection list over the month (marketer): {summary(lists)}")
+    print(f"/objection list over the month (marketer): {common.percentiles(lists)}")
     began = time.perf_counter()
     inbound.command(ctx, marketer, "objection", "list price")
     print(f"/objection list price: {(time.perf_counter() - began) * 1000:.0f} ms")
-    db.dispose()
-    tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What a pulse costs at scale: opening a run for thousands, answering, computing the results.
 
-    .venv/bin/python benchmarks/pulse_at_scale.py [--people 5000] [--answers 3000] [--database-url ...]
+    .venv/bin/python -m benchmarks.pulse_at_scale [--people 5000] [--answers 3000] [--database-url ...]
 
 Prints its figures; asserts nothing. With no --database-url it uses a fresh SQLite file.
 """
@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlmodel import select
 
+from benchmarks import common
 from handlers import directory, inbound, pulse
 from handlers.context import Context
 from handlers.organisation import parse_organisation
-from storage.database import Database, migrate
+from storage.database import Database
 from storage.models import PulseRun
 
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Singapore", "Australia/Sydney"]
@@ -54,22 +52,18 @@ def organisation(people: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--people", type=int, default=5000)
-    parser.add_argument("--answers", type=int, default=3000)
-    parser.add_argument("--database-url")
-    args = parser.parse_args()
+    arguments = common.parser(__doc__)
+    arguments.add_argument("--people", type=int, default=5000)
+    arguments.add_argument("--answers", type=int, default=3000)
+    args = arguments.parse_args()
+    with common.database(args.database_url) as db:
+        run(db, args)
 
-    tmp = tempfile.TemporaryDirectory()
-    url = args.database_url or f"sqlite:///{Path(tmp.name) / 'bench.db'}"
-    migrate(url)
-    db = Database.from_url(url)
+
+def run(db: Database, args: argparse.Namespace) -> None:
     now = [datetime(2026, 11, 30, 21, 0, tzinfo=UTC)]
     ctx = Context(db=db, org=parse_organisation(organisation(args.people)), clock=lambda: now[0])
     directory.sync(ctx)
-    print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
     print(f"{args.people} people in {len(ZONES)} time zones, {len(QUESTIONS)} questions")
 
     began = time.perf_counter()
@@ -89,11 +83,7 @@ def main() -> None:
         reply = inbound.submit(ctx, actor, pulse.FORM_ID, {**values, "run": str(run.id)})
         samples.append((time.perf_counter() - started) * 1000)
         assert "Thank you" in reply.text, reply.text
-    ordered = sorted(samples)
-    print(
-        f"answer ({len(samples)} people): p50 {statistics.median(ordered):.1f} ms · "
-        f"p99 {ordered[int(0.99 * (len(ordered) - 1))]:.1f} ms · max {ordered[-1]:.1f} ms"
-    )
+    print(f"answer ({len(samples)} people): {common.percentiles(samples)}")
     began = time.perf_counter()
     with db.session() as session:
         result = pulse.results(session, ctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
@@ -101,8 +91,6 @@ def main() -> None:
         f"results ({result.answered} respondents, index {result.index:.0f}): "
         f"{(time.perf_counter() - began) * 1000:.0f} ms"
     )
-    db.dispose()
-    tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """What a strategy decision costs at scale: announce to many channels, thousands acknowledge, reminders.
 
-    .venv/bin/python benchmarks/strategy_at_scale.py [--people 2000] [--channels 200] [--acks 500]
-                                                    [--database-url postgresql://postgres@127.0.0.1/test]
+    .venv/bin/python -m benchmarks.strategy_at_scale [--people 2000] [--channels 200] [--acks 500]
+                                                    [--database-url postgresql://postgres@127.0.0.1/bench]
 
 Prints its figures; asserts nothing. With no --database-url it uses a fresh SQLite file.
 """
@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from benchmarks import common
 from bot.delivery import DeliveryWorker
 from handlers import directory, inbound, strategy
 from handlers.context import Context
 from handlers.organisation import parse_organisation
 from handlers.ui import Card
-from storage.database import Database, migrate
+from storage.database import Database
 
 
 class NullPlatform:
@@ -59,37 +57,21 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
     return (time.perf_counter() - start) * 1000, result
 
 
-def percentiles(samples: list[float]) -> str:
-    ordered = sorted(samples)
-
-    def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return (
-        f"p50 {statistics.median(ordered):.1f} ms · p95 {at(0.95):.1f} ms · "
-        f"p99 {at(0.99):.1f} ms · max {ordered[-1]:.1f} ms"
-    )
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--people", type=int, default=2000)
-    parser.add_argument("--channels", type=int, default=200)
-    parser.add_argument("--acks", type=int, default=500)
-    parser.add_argument("--database-url")
-    args = parser.parse_args()
+    arguments = common.parser(__doc__)
+    arguments.add_argument("--people", type=int, default=2000)
+    arguments.add_argument("--channels", type=int, default=200)
+    arguments.add_argument("--acks", type=int, default=500)
+    args = arguments.parse_args()
+    with common.database(args.database_url) as db:
+        run(db, args)
 
-    tmp = tempfile.TemporaryDirectory()
-    url = args.database_url or f"sqlite:///{Path(tmp.name) / 'bench.db'}"
-    migrate(url)
-    db = Database.from_url(url)
+
+def run(db: Database, args: argparse.Namespace) -> None:
     now = [datetime(2026, 12, 1, 9, 0, tzinfo=UTC)]
     ctx = Context(
         db=db, org=parse_organisation(organisation(args.people, args.channels)), clock=lambda: now[0]
     )
-    print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
     print(f"organisation: {args.people} reps in one audience posted to {args.channels} channels")
 
     ms, _ = timed(lambda: directory.sync(ctx))
@@ -114,7 +96,7 @@ def main() -> None:
 
     half = len(reps) // 2
     before = [timed(lambda r=r: inbound.action(ctx, r, strategy.ACK, "1"))[0] for r in reps[:half]]  # type: ignore[misc]
-    print(f"acknowledge before the posts are sent ({half} people): {percentiles(before)}")
+    print(f"acknowledge before the posts are sent ({half} people): {common.percentiles(before)}")
 
     worker = DeliveryWorker(db, {"console": NullPlatform()}, clock=lambda: now[0], batch=200)
     ms, sent = timed(lambda: asyncio.run(worker.drain()))
@@ -122,15 +104,13 @@ def main() -> None:
     print(f"deliver {sent} posts through a platform that answers instantly: {ms:.0f} ms ({rate:.0f}/s)")
 
     after = [timed(lambda r=r: inbound.action(ctx, r, strategy.ACK, "1"))[0] for r in reps[half:]]  # type: ignore[misc]
-    print(f"acknowledge after the posts are sent ({len(reps) - half} people): {percentiles(after)}")
+    print(f"acknowledge after the posts are sent ({len(reps) - half} people): {common.percentiles(after)}")
     ms, sent = timed(lambda: asyncio.run(worker.drain()))
     print(f"deliver the coalesced card updates: {sent} updates in {ms:.0f} ms")
 
     now[0] += timedelta(days=3)
     ms, queued = timed(lambda: strategy.remind_unacknowledged(ctx))
     print(f"queue reminders for those who have not acknowledged: {queued} in {ms:.0f} ms")
-    db.dispose()
-    tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from handlers import directory, forms, messages
+from handlers import directory, forms, messages, numbered
 from handlers.context import Actor, Context, FormErrors, Refusal
 from handlers.text import clip, count
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
@@ -629,15 +629,11 @@ def _tell_owner(session: Session, ctx: Context, asset: Asset, card: Card) -> Non
 
 
 def _find(session: Session, text: str, *, lock: bool = False) -> Asset:
-    token = text.strip().lstrip("#")
-    if not token.isdigit() or len(token) > 12:
+    if numbered.number_in(text) is None:
         raise Refusal(f"Which asset? Give its number, e.g. /asset show 3.\n{USAGE}")
-    query = select(Asset).where(Asset.id == int(token))
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    asset = session.exec(query).first()
+    asset = numbered.find(session, Asset, text, lock=lock)
     if asset is None:
-        raise Refusal(f"There is no asset #{token}. /asset list shows the latest.")
+        raise Refusal(f"There is no asset #{numbered.number_in(text)}. /asset list shows the latest.")
     return asset
 
 

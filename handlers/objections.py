@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from handlers import directory, forms, matching
+from handlers import directory, forms, matching, numbered
 from handlers.context import Actor, Context, FormErrors, Refusal
 from handlers.text import clip, count, ordinal
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
@@ -293,17 +293,10 @@ def withdraw(session: Session, ctx: Context, actor: Actor, objection_id: str) ->
 
 def _own(session: Session, ctx: Context, actor: Actor, objection_id: str) -> Objection:
     """The actor's own objection, still inside its 24 hours, locked while it changes."""
-    token = objection_id.strip().lstrip("#")
-    objection = None
-    if token.isdigit() and len(token) <= 12:
-        objection = session.exec(
-            select(Objection)
-            .where(Objection.id == int(token))
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).first()
+    objection = numbered.find(session, Objection, objection_id, lock=True)
     if objection is None or objection.reporter_id != actor.person_id:
-        raise Refusal(f"You have no objection #{token[:12]}. /objection mine lists yours.")
+        which = numbered.number_in(objection_id)
+        raise Refusal(f"You have no objection #{which}. /objection mine lists yours." if which else USAGE)
     if ctx.now() >= objection.created_at + EDIT_WINDOW:
         raise Refusal(
             f"Objection #{objection.id} was logged more than 24 hours ago and can no longer be changed."

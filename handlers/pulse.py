@@ -14,7 +14,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from handlers import directory, forms, messages
+from handlers import directory, forms, messages, numbered
 from handlers.context import Actor, Context, Refusal
 from handlers.organisation import Organisation, Survey, format_duration
 from handlers.text import clip, count
@@ -293,8 +293,7 @@ def answer(session: Session, ctx: Context, actor: Actor, values: Mapping[str, An
 def _invitation(
     session: Session, ctx: Context, actor: Actor, run_id: str
 ) -> tuple[PulseRun, PulseInvitation]:
-    token = run_id.strip()
-    run = session.get(PulseRun, int(token)) if token.isdigit() and len(token) <= 12 else None
+    run = numbered.find(session, PulseRun, run_id)
     if run is None:
         raise Refusal("That pulse no longer exists.")
     invitation = session.exec(
@@ -696,15 +695,11 @@ def _latest(session: Session) -> PulseRun:
 
 
 def _find_run(session: Session, text: str, *, lock: bool = False) -> PulseRun:
-    token = text.strip().lstrip("#")
-    if not token.isdigit() or len(token) > 12:
+    if numbered.number_in(text) is None:
         raise Refusal(f"Which run? Give its number.\n{USAGE}")
-    query = select(PulseRun).where(PulseRun.id == int(token))
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    run = session.exec(query).first()
+    run = numbered.find(session, PulseRun, text, lock=lock)
     if run is None:
-        raise Refusal(f"There is no pulse run #{token}.")
+        raise Refusal(f"There is no pulse run #{numbered.number_in(text)}.")
     return run
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from handlers import directory, forms, messages
+from handlers import directory, forms, messages, numbered
 from handlers.context import Actor, Context, Refusal
 from handlers.text import clip, count
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
@@ -652,29 +652,20 @@ def _subject(decision: Decision) -> str:
 
 
 def _find(session: Session, text: str, *, lock: bool = False) -> Decision:
-    """The decision numbered in `text`. `lock` holds its row until the transaction ends, so that
-    changes to one decision (acknowledgements and their live count, superseding) queue up
-    instead of each counting without the others (PostgreSQL; SQLite runs writers one by one)."""
-    token = text.strip().lstrip("#")
-    if not token.isdigit() or len(token) > 12:
+    """The decision numbered in `text`; `lock` while acknowledgements (and their live count)
+    or superseding change it."""
+    if numbered.number_in(text) is None:
         raise Refusal(f"Which decision? Give its number, e.g. /strategy show 3.\n{USAGE}")
-    query = select(Decision).where(Decision.id == int(token))
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    decision = session.exec(query).first()
+    decision = numbered.find(session, Decision, text, lock=lock)
     if decision is None:
-        raise Refusal(f"There is no decision #{token}. /strategy list shows the active ones.")
+        raise Refusal(
+            f"There is no decision #{numbered.number_in(text)}. /strategy list shows the active ones."
+        )
     return decision
 
 
 def _question(session: Session, text: str, *, lock: bool = False) -> Question:
-    token = text.strip()
-    question = None
-    if token.isdigit() and len(token) <= 12:
-        query = select(Question).where(Question.id == int(token))
-        if lock:
-            query = query.with_for_update().execution_options(populate_existing=True)
-        question = session.exec(query).first()
+    question = numbered.find(session, Question, text, lock=lock)
     if question is None:
         raise Refusal("That question no longer exists.")
     return question

@@ -1,0 +1,45 @@
+"""What every benchmark needs: a fresh migrated database (or the one named) and percentiles."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from storage.database import Database, migrate
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    described = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    described.add_argument("--database-url", help="an empty database to use (default: a new SQLite file)")
+    return described
+
+
+@contextmanager
+def database(url: str | None) -> Iterator[Database]:
+    """A migrated database: a new SQLite file unless `url` names one."""
+    with tempfile.TemporaryDirectory() as folder:
+        url = url or f"sqlite:///{Path(folder) / 'bench.db'}"
+        migrate(url)
+        db = Database.from_url(url)
+        print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
+        try:
+            yield db
+        finally:
+            db.dispose()
+
+
+def percentiles(samples: list[float]) -> str:
+    """ "p50 … · p95 … · p99 … · max …" of timings in milliseconds."""
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
+
+    return (
+        f"p50 {statistics.median(ordered):.1f} ms · p95 {at(0.95):.1f} ms · "
+        f"p99 {at(0.99):.1f} ms · max {ordered[-1]:.1f} ms"
+    )
