@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from benchmarks import common
-from handlers import directory, inbound
+from handlers import directory, inbound, setup
 from handlers.context import Context
 from handlers.organisation import parse_organisation
 from storage.database import Database
@@ -74,7 +74,7 @@ def run(db: Database, args: argparse.Namespace) -> None:
     start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
     now = [start]
     ctx = Context(db=db, org=parse_organisation(organisation(args.reps)), clock=lambda: now[0])
-    directory.sync(ctx)
+    setup.apply(ctx)
     reps = [directory.console_actor(ctx, f"rep{i}") for i in range(args.reps)]
     marketer = directory.console_actor(ctx, "mia")
     rng = random.Random(7)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlmodel import select
 
 from benchmarks import common
-from handlers import directory, inbound, pulse
+from handlers import directory, inbound, pulse, setup
 from handlers.context import Context
 from handlers.organisation import parse_organisation
 from storage.database import Database
@@ -63,7 +63,7 @@ def main() -> None:
 def run(db: Database, args: argparse.Namespace) -> None:
     now = [datetime(2026, 11, 30, 21, 0, tzinfo=UTC)]
     ctx = Context(db=db, org=parse_organisation(organisation(args.people)), clock=lambda: now[0])
-    directory.sync(ctx)
+    setup.apply(ctx)
     print(f"{args.people} people in {len(ZONES)} time zones, {len(QUESTIONS)} questions")
 
     began = time.perf_counter()

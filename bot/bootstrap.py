@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bot.config import Settings
-from handlers import directory
+from handlers import setup
 from handlers.context import Context, utcnow
 from storage.database import Database, ensure_migrated
 
@@ -17,7 +17,7 @@ def build_context(settings: Settings, *, clock: Callable[[], datetime] = utcnow)
     try:
         ensure_migrated(db.engine)
         ctx = Context(db=db, org=settings.org, clock=clock)
-        directory.sync(ctx)
+        setup.apply(ctx)
     except BaseException:
         db.dispose()
         raise

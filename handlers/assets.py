@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from handlers import directory, forms, messages, numbered
+from handlers import directory, forms, messages, numbered, themes
 from handlers.context import Actor, Context, FormErrors, Refusal
 from handlers.text import clip, count
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
@@ -132,8 +132,8 @@ def asset_form(session: Session, ctx: Context, *, draft: bool, based_on: Asset |
             "Answers the objection themes",
             kind="select",
             multiple=True,
-            options=tuple(Option(t, t) for t in ctx.org.objections.themes),
-            initial=list(old.themes) if old else None,
+            options=tuple(Option(str(t.id), t.name) for t in themes.active(session)),
+            initial=[str(t) for t in old.themes] if old else None,
         ),
         FormField(
             "audiences",
@@ -203,7 +203,8 @@ def publish(session: Session, ctx: Context, actor: Actor, values: Mapping[str, A
     audit.record(session, at=now, actor_id=actor.person_id, action="asset.publish", subject=_subject(asset))
     text = f"📎 Asset #{asset.id} “{asset.title}” is going out to {count(len(targets), 'channel')}."
     if told:
-        text += f" {count(told, 'rep')} who heard {', '.join(asset.themes)} objections will hear about it."
+        heard = ", ".join(themes.names(session, asset.themes))
+        text += f" {count(told, 'rep')} who heard {heard} objections will hear about it."
     return Reply(text=text)
 
 
@@ -259,7 +260,7 @@ def _apply(session: Session, asset: Asset, clean: dict[str, Any]) -> None:
             raise FormErrors({"decision": "That decision is no longer active; choose another or none."})
     asset.title, asset.link, asset.kind = clean["title"], clean["link"], clean["kind"]
     asset.key_message, asset.decision_id = clean["key_message"], decision_id
-    asset.themes = clean.get("themes") or []
+    asset.themes = [int(t) for t in clean.get("themes") or []]
 
 
 def _set_audiences(session: Session, asset: Asset, keys: list[str]) -> list[tuple[str, str]]:
@@ -281,7 +282,7 @@ def _close_the_loop(session: Session, ctx: Context, asset: Asset, now: datetime)
     reporters = session.exec(
         select(Objection.reporter_id)
         .where(
-            col(Objection.theme).in_(asset.themes),
+            col(Objection.theme_id).in_(asset.themes),
             col(Objection.created_at) >= now - LOOP_WINDOW,
             col(Objection.reporter_id).is_not(None),
             col(Objection.reporter_id) != asset.owner_id,
@@ -293,7 +294,10 @@ def _close_the_loop(session: Session, ctx: Context, asset: Asset, now: datetime)
     answered = Card(
         title=f"Marketing answered what you heard: {asset.title}",
         sections=(
-            Section(text=f"You logged a {' / '.join(asset.themes)} objection lately. This is for it."),
+            Section(
+                text=f"You logged a {' / '.join(themes.names(session, asset.themes))} objection lately. "
+                "This is for it."
+            ),
             *card.sections,
         ),
         buttons=card.buttons,
@@ -544,7 +548,7 @@ def asset_card(session: Session, ctx: Context, asset: Asset) -> Card:
         if decision:
             facts.append(Fact("Supports", f"decision #{decision.id} “{decision.title}”"))
     if asset.themes:
-        facts.append(Fact("Answers", ", ".join(asset.themes)))
+        facts.append(Fact("Answers", ", ".join(themes.names(session, asset.themes))))
     facts.append(Fact("From", directory.name_of(session, asset.owner_id)))
     counts = _counts(session, asset.id)
     if asset.status == "draft":

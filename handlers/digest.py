@@ -47,7 +47,7 @@ def digest_card(objections: list[Objection], start: datetime, end: datetime, tim
     zone = ZoneInfo(timezone)
     by_theme: dict[str, list[Objection]] = {}
     for o in objections:
-        by_theme.setdefault(o.theme, []).append(o)
+        by_theme.setdefault(str(o.theme_id), []).append(o)
     reps = len({o.reporter_id for o in objections})
     lines = [
         f"{theme}: {count(len(items), 'objection')} from {count(len({o.reporter_id for o in items}), 'rep')}"

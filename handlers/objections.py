@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from handlers import directory, forms, matching, numbered
+from handlers import directory, forms, matching, numbered, themes
 from handlers.context import Actor, Context, FormErrors, Refusal
 from handlers.text import clip, count, ordinal
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
 from storage import audit
-from storage.models import Objection
+from storage.models import Objection, Theme
 
 FORM_ID = "objection.log"
 EDIT, WITHDRAW = "objection.edit", "objection.withdraw"
@@ -46,8 +46,16 @@ def on_command(session: Session, ctx: Context, actor: Actor, text: str) -> Reply
         return Reply(text=USAGE)
     if verb == "mine" and not rest:
         return mine(session, ctx, actor)
-    if verb == "list" and (not rest or rest.lower() in _themes(ctx)):
-        return list_objections(session, ctx, actor, theme=rest.lower() or None)
+    if verb == "list" and not rest:
+        return list_objections(session, ctx, actor, theme=None)
+    if verb == "list" and (theme := themes.find(session, rest)) is not None:
+        return list_objections(session, ctx, actor, theme=theme)
+    if verb == "theme" and not rest:
+        if not actor.has("marketer", "marketing-lead", "leader"):
+            raise Refusal("Only marketers and leaders look at the themes. /objection mine shows yours.")
+        return Reply(card=themes.overview(session))
+    if verb == "theme":
+        return themes.on_command(session, ctx, actor, rest)
     if verb in ("edit", "withdraw") and rest.lstrip("#").isdigit():
         return (edit if verb == "edit" else withdraw)(session, ctx, actor, rest.lstrip("#"))
     # Anything else is what the customer said.
@@ -153,14 +161,16 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
             raise Refusal(f"{invalid.errors['text']}.\n{USAGE}") from None
         raise
     now = ctx.now()
-    objection = editing or Objection(text="", theme="", reporter_id=actor.person_id, created_at=now)
+    rethink = editing is None or (editing.text, editing.competitor) != (clean["text"], clean["competitor"])
+    objection = editing or Objection(text="", theme_id=0, reporter_id=actor.person_id, created_at=now)
     for name in ("text", "competitor", "segment", "product", "deal_stage", "deal_size", "deal_link"):
         setattr(objection, name, clean[name])
     objection.severity = clean["severity"] or "medium"
     objection.confidential = bool(clean["confidential"])
-    objection.theme = matching.theme_of(
-        f"{clean['text']} {clean['competitor'] or ''}", ctx.org.objections.themes
-    )
+    if rethink:
+        theme = themes.assign(session, ctx, clean["text"], hint=clean["competitor"] or "", now=now)
+        assert theme.id is not None
+        objection.theme_id = theme.id
     if editing:
         objection.updated_at = now
     session.add(objection)
@@ -184,7 +194,7 @@ def _group_for(session: Session, objection: Objection, now: datetime) -> int:
     assert objection.id is not None
     recent = session.exec(
         select(Objection.id, Objection.group_id, Objection.text).where(
-            Objection.theme == objection.theme,
+            Objection.theme_id == objection.theme_id,
             col(Objection.created_at) >= now - SAME_WINDOW,
             col(Objection.id) != objection.id,
         )
@@ -200,9 +210,9 @@ def _recorded(session: Session, objection: Objection, now: datetime, *, edited: 
             Objection.group_id == objection.group_id, col(Objection.created_at) >= now - SAME_WINDOW
         )
     ).one()
-    theme = objection.theme if objection.theme != matching.OTHER else "no theme yet (marketing will sort it)"
+    theme = session.get(Theme, objection.theme_id)
     what = "Updated" if edited else "Recorded"
-    lines = [f"📝 {what}: “{clip(objection.text, 300)}” — theme: {theme}."]
+    lines = [f"📝 {what}: “{clip(objection.text, 300)}” — theme: {theme.name if theme else '?'}."]
     if reporters > 1:
         lines.append(f"You are the {ordinal(reporters)} rep to hear this in the last 30 days.")
     else:
@@ -249,13 +259,21 @@ def mine(session: Session, ctx: Context, actor: Actor) -> Reply:
     ).all()
     if not objections:
         return Reply(text="You have not logged an objection yet. " + USAGE.splitlines()[0])
+    names = dict(
+        zip(
+            {o.theme_id for o in objections},
+            themes.names(session, sorted({o.theme_id for o in objections})),
+            strict=False,
+        )
+    )
     now = ctx.now()
     sections = []
     for o in objections:
         open_until = o.created_at + EDIT_WINDOW
         can = f"edit or withdraw until {_local(open_until, actor)}" if now < open_until else "final"
         flags = " · confidential" if o.confidential else ""
-        sections.append(Section(heading=f"#{o.id} · {o.theme}{flags} · {can}", text=clip(o.text, 300)))
+        name = names.get(o.theme_id, "?")
+        sections.append(Section(heading=f"#{o.id} · {name}{flags} · {can}", text=clip(o.text, 300)))
     return Reply(
         card=Card(
             title="Objections you logged",
@@ -307,7 +325,7 @@ def _own(session: Session, ctx: Context, actor: Actor, objection_id: str) -> Obj
 # --- what marketing sees ---------------------------------------------------------------------
 
 
-def list_objections(session: Session, ctx: Context, actor: Actor, *, theme: str | None) -> Reply:
+def list_objections(session: Session, ctx: Context, actor: Actor, *, theme: Theme | None) -> Reply:
     """The last 30 days by theme, largest first, each theme's groups with how many reps hear them."""
     if not actor.has("marketer", "marketing-lead", "leader"):
         marketers = ", ".join(directory.holders_of(ctx.org, "marketer")) or "nobody yet"
@@ -318,20 +336,24 @@ def list_objections(session: Session, ctx: Context, actor: Actor, *, theme: str 
     now = ctx.now()
     query = select(Objection).where(col(Objection.created_at) >= now - SAME_WINDOW)
     if theme:
-        query = query.where(Objection.theme == theme)
+        query = query.where(Objection.theme_id == theme.id)
     objections = session.exec(query.order_by(col(Objection.id))).all()
     if not objections:
-        where = f" about {theme}" if theme else ""
+        where = f" about {theme.name}" if theme else ""
         return Reply(text=f"No objections{where} in the last 30 days.")
     sees_confidential = actor.has("marketing-lead")
-    by_theme: dict[str, list[Objection]] = {}
+    by_theme: dict[int, list[Objection]] = {}
     for o in objections:
-        by_theme.setdefault(o.theme, []).append(o)
+        by_theme.setdefault(o.theme_id, []).append(o)
     sections = []
-    for name, items in sorted(by_theme.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+    theme_names = {t.id: t.name for t in session.exec(select(Theme).where(col(Theme.id).in_(list(by_theme))))}
+    for theme_id, items in sorted(by_theme.items(), key=lambda kv: (-len(kv[1]), theme_names.get(kv[0], ""))):
+        name = theme_names.get(theme_id, "?")
         reps = len({o.reporter_id for o in items})
         heading = f"{name} — {count(len(items), 'objection')} from {count(reps, 'rep')}"
-        sections.append(Section(heading=heading, text=_groups(session, items, sees_confidential, theme)))
+        sections.append(
+            Section(heading=heading, text=_groups(session, items, sees_confidential, bool(theme)))
+        )
     footer = "Last 30 days. " + (
         "Confidential objections are shown without names."
         if sees_confidential
@@ -340,7 +362,7 @@ def list_objections(session: Session, ctx: Context, actor: Actor, *, theme: str 
     return Reply(card=Card(title="What the field is hearing", sections=tuple(sections), footer=footer))
 
 
-def _groups(session: Session, items: list[Objection], sees_confidential: bool, detail: str | None) -> str:
+def _groups(session: Session, items: list[Objection], sees_confidential: bool, detail: bool) -> str:
     groups: dict[int, list[Objection]] = {}
     for o in items:
         groups.setdefault(o.group_id or o.id or 0, []).append(o)
@@ -367,10 +389,6 @@ def _groups(session: Session, items: list[Objection], sees_confidential: bool, d
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def _themes(ctx: Context) -> set[str]:
-    return {*ctx.org.objections.themes, matching.OTHER}
 
 
 def _local(moment: datetime, actor: Actor) -> str:

@@ -251,6 +251,9 @@ class Objections(Strict):
     products: Choices = []
     deal_stages: Choices = ["Prospecting", "Discovery", "Demo", "Proposal", "Negotiation", "Renewal"]
     deal_sizes: Choices = ["< 25k", "25k-100k", "100k-500k", "> 500k"]
+    # How objections without a cue word find their theme: shared words, or meaning with the
+    # semantic extra (pip install '.[semantic]').
+    grouping: Literal["words", "semantic"] = "words"
 
 
 class Organisation(Strict):

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Float, LargeBinary, MetaData, Table, Text, Unicode, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    Index,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    Unicode,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 # Named constraints keep Alembic's batch migrations on SQLite deterministic.
@@ -173,6 +184,23 @@ class AuditEntry(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class Theme(SQLModel, table=True):
+    """What objections are about. It keeps its id and name as objections join it; marketers
+    rename, merge and split themes. `key` ties it to a theme of app.yaml's taxonomy (with its
+    cue words); themes found in what reps write have none. `profile` is the grouping's
+    summary of its objections (word weights, or a sentence embedding's running sum)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str | None = Field(default=None, unique=True, max_length=64)
+    name: str = Field(unique=True, max_length=64)
+    cues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    origin: str = Field(default="found", max_length=16)  # "taxonomy" | "found" | "split"
+    merged_into_id: int | None = Field(default=None, foreign_key="theme.id")
+    size: int = 0
+    profile: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime
+
+
 class Objection(SQLModel, table=True):
     """What a customer said, as a rep heard it, with its theme and the group of like objections.
 
@@ -181,9 +209,11 @@ class Objection(SQLModel, table=True):
     objection is shown only to marketing leads, and never with its reporter's name.
     """
 
+    __table_args__ = (Index("ix_objection_theme_id_created_at", "theme_id", "created_at"),)
+
     id: int | None = Field(default=None, primary_key=True)
     text: str = Field(sa_column=Column(Text, nullable=False))
-    theme: str = Field(max_length=64, index=True)
+    theme_id: int = Field(foreign_key="theme.id")
     group_id: int | None = Field(default=None, index=True)
     competitor: str | None = Field(default=None, max_length=100)
     segment: str | None = Field(default=None, max_length=100)
@@ -207,7 +237,7 @@ class Asset(SQLModel, table=True):
     kind: str = Field(max_length=32)
     key_message: str = Field(sa_column=Column(Text, nullable=False))
     decision_id: int | None = Field(default=None, foreign_key="decision.id", ondelete="SET NULL")
-    themes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    themes: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # Theme ids
     owner_id: int = Field(foreign_key="person.id", index=True)
     status: str = Field(default="published", max_length=16, index=True)  # "draft" | "published"
     input_until: datetime | None = None  # a draft's deadline for the field's input

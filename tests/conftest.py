@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bot.config import parse_organisation_text
-from handlers import directory
+from handlers import directory, setup
 from handlers.context import Actor, Context
 from handlers.organisation import Organisation
 from storage.database import Database, migrate, normalise_url
@@ -147,7 +147,7 @@ def db(database_url: str) -> Iterator[Database]:
 @pytest.fixture
 def ctx(db: Database, org: Organisation, clock: Clock) -> Context:
     context = Context(db=db, org=org, clock=clock)
-    directory.sync(context)
+    setup.apply(context)
     return context
 
 

@@ -71,3 +71,25 @@ def rows(db: Database, model: Any, **where: Any) -> list[Any]:
         for key, value in where.items():
             query = query.where(getattr(model, key) == value)
         return list(session.exec(query.order_by(model.id)).all())
+
+
+def theme_named(db: Database, name: str) -> int:
+    """The id of the theme called `name`."""
+    from sqlmodel import select
+
+    from storage.models import Theme
+
+    with db.session() as session:
+        theme_id = session.exec(select(Theme.id).where(Theme.name == name)).one()
+        assert theme_id is not None
+        return theme_id
+
+
+def theme_of(db: Database, objection: Any) -> str:
+    """The name of an objection's theme."""
+    from storage.models import Theme
+
+    with db.session() as session:
+        theme = session.get(Theme, objection.theme_id)
+        assert theme is not None
+        return theme.name

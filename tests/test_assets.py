@@ -12,8 +12,8 @@ from bot.delivery import DeliveryWorker
 from handlers import assets, inbound
 from handlers.context import Actor, Context, PostRef
 from handlers.ui import Card, Form, Reply
-from storage.models import Asset, AssetFeedback, AuditEntry, Objection, Outbox, Suggestion
-from tests.fakes import Clock, RecordingPlatform, rows
+from storage.models import Asset, AssetFeedback, AuditEntry, Objection, Outbox, Suggestion, Theme
+from tests.fakes import Clock, RecordingPlatform, rows, theme_named
 
 ASSET = {
     "title": "Price battlecard vs Acme",
@@ -30,17 +30,26 @@ def form_of(reply: Reply) -> Form:
     return reply.form
 
 
+def values(ctx: Context, **overrides: Any) -> dict[str, Any]:
+    """ASSET with its themes given as the form gives them: by theme id."""
+    merged = {**ASSET, **overrides}
+    known = {t.name: str(t.id) for t in rows(ctx.db, Theme)}
+    merged["themes"] = [known.get(name, name) for name in merged["themes"]]
+    return merged
+
+
 def publish(ctx: Context, marketer: Actor, **overrides: Any) -> Asset:
     form = form_of(inbound.command(ctx, marketer, "asset", ""))
-    reply = inbound.submit(ctx, marketer, form.form_id, {**ASSET, **overrides, **form.state})
+    reply = inbound.submit(ctx, marketer, form.form_id, {**values(ctx, **overrides), **form.state})
     assert not reply.errors, reply.errors
     return rows(ctx.db, Asset)[-1]
 
 
 def draft(ctx: Context, marketer: Actor, **overrides: Any) -> Asset:
     form = form_of(inbound.command(ctx, marketer, "asset", "draft"))
-    values = {**ASSET, "input_until": "2026-12-03", **overrides, **form.state}
-    reply = inbound.submit(ctx, marketer, form.form_id, values)
+    reply = inbound.submit(
+        ctx, marketer, form.form_id, {**values(ctx, input_until="2026-12-03", **overrides), **form.state}
+    )
     assert not reply.errors, reply.errors
     return rows(ctx.db, Asset)[-1]
 
@@ -64,7 +73,7 @@ def test_a_published_asset_goes_to_each_audience_with_the_three_buttons(
     assert (asset.status, asset.kind, asset.themes, asset.owner_id) == (
         "published",
         "battlecard",
-        ["price"],
+        [theme_named(ctx.db, "price")],
         people["market"].person_id,
     )
     posts = rows(ctx.db, Outbox, kind="post", subject=f"asset:{asset.id}")
@@ -90,7 +99,7 @@ def test_a_bad_asset_is_refused_and_nothing_is_stored(
     ctx: Context, people: dict[str, Actor], change: dict[str, Any], field: str, says: str
 ) -> None:
     form = form_of(inbound.command(ctx, people["market"], "asset", ""))
-    reply = inbound.submit(ctx, people["market"], form.form_id, {**ASSET, **change})
+    reply = inbound.submit(ctx, people["market"], form.form_id, values(ctx, **change))
     assert says in reply.errors[field]
     assert rows(ctx.db, Asset) == [] and rows(ctx.db, Outbox) == []
 
@@ -163,7 +172,7 @@ def test_publishing_an_asset_tells_every_rep_who_heard_its_themes_in_90_days(
     clock.advance(days=90)
     reply = inbound.command(ctx, people["market"], "asset", "")
     form = form_of(reply)
-    done = inbound.submit(ctx, people["market"], form.form_id, {**ASSET, **form.state})
+    done = inbound.submit(ctx, people["market"], form.form_id, {**values(ctx), **form.state})
     assert "1 rep who heard price objections will hear about it" in done.text
     [told] = direct_to(ctx, "rep1")
     assert told.title == f"Marketing answered what you heard: {ASSET['title']}"
@@ -200,8 +209,8 @@ def test_a_draft_collects_suggestions_and_its_owner_gets_them_all_at_the_deadlin
 
 def test_a_draft_deadline_must_be_ahead(ctx: Context, people: dict[str, Actor]) -> None:
     form = form_of(inbound.command(ctx, people["market"], "asset", "draft"))
-    past = inbound.submit(ctx, people["market"], form.form_id, {**ASSET, "input_until": "2026-11-01"})
-    far = inbound.submit(ctx, people["market"], form.form_id, {**ASSET, "input_until": "2027-06-01"})
+    past = inbound.submit(ctx, people["market"], form.form_id, values(ctx, input_until="2026-11-01"))
+    far = inbound.submit(ctx, people["market"], form.form_id, values(ctx, input_until="2027-06-01"))
     assert "in the future" in past.errors["input_until"] and "at most 60 days" in far.errors["input_until"]
     assert rows(ctx.db, Asset) == []
 
@@ -214,7 +223,9 @@ def test_publishing_a_draft_launches_it_and_sends_the_input_so_far(
     inbound.submit(ctx, people["rep1"], form.form_id, {"text": "Mention the audit.", **form.state})
     launch = form_of(inbound.command(ctx, people["market"], "asset", f"publish {asset.id}"))
     assert next(f.initial for f in launch.fields if f.name == "title") == ASSET["title"]
-    inbound.submit(ctx, people["market"], launch.form_id, {**ASSET, "title": "Battlecard v2", **launch.state})
+    inbound.submit(
+        ctx, people["market"], launch.form_id, {**values(ctx, title="Battlecard v2"), **launch.state}
+    )
 
     [published] = rows(ctx.db, Asset)
     assert (published.status, published.title) == ("published", "Battlecard v2")

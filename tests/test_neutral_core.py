@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handlers import directory, forms
+from handlers import directory, forms, setup
 from handlers.context import Context, FormErrors
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Section
 from storage.models import Identity, Person
@@ -118,7 +118,7 @@ def test_syncing_again_after_app_yaml_changes_moves_targets_and_members(ctx: Con
 
     changed = ORG_YAML.replace("targets: [console:#emea, slack:C0000000001]", "targets: [console:#emea-new]")
     changed = changed.replace("members: [rep1, rep2]", "members: [rep2]")
-    directory.sync(Context(db=ctx.db, org=parse_organisation_text(changed), clock=ctx.clock))
+    setup.apply(Context(db=ctx.db, org=parse_organisation_text(changed), clock=ctx.clock))
     targets = {(t.platform, t.address) for t in rows(ctx.db, AudienceTarget, audience_id=1)}
     assert targets == {("console", "#emea-new")}
     assert len(rows(ctx.db, AudienceMember, audience_id=1)) == 1
@@ -172,7 +172,7 @@ def test_someone_added_to_app_yaml_after_using_touchline_keeps_what_they_did(ctx
     inbound.submit(ctx, early, question_form.form_id, {"text": "Why now?", **question_form.state})
 
     grown = ORG_YAML.replace("people:\n", "people:\n  nina:\n    name: Nina Neu\n    slack: U0000000077\n", 1)
-    directory.sync(Context(db=ctx.db, org=parse_organisation_text(grown), clock=ctx.clock))
+    setup.apply(Context(db=ctx.db, org=parse_organisation_text(grown), clock=ctx.clock))
     nina = rows(ctx.db, Person, key="nina")[0]
     assert rows(ctx.db, Person, id=early.person_id) == []
     assert [a.person_id for a in rows(ctx.db, Acknowledgement)] == [nina.id]

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from handlers import inbound, matching, objections
+from handlers import inbound, objections
 from handlers.context import Actor, Context
 from handlers.ui import Form, Reply
 from storage.models import AuditEntry, Objection
-from tests.fakes import Clock, rows
+from tests.fakes import Clock, rows, theme_of
 
 
 def log(ctx: Context, actor: Actor, text: str) -> Reply:
@@ -35,7 +35,7 @@ def test_one_line_records_the_objection_with_its_theme(ctx: Context, people: dic
     assert "Recorded: “too expensive vs Acme” — theme: price." in reply.text
     assert "You are the first rep to log this in the last 30 days." in reply.text
     [objection] = rows(ctx.db, Objection)
-    assert (objection.text, objection.theme, objection.reporter_id) == (
+    assert (objection.text, theme_of(ctx.db, objection), objection.reporter_id) == (
         "too expensive vs Acme",
         "price",
         people["rep1"].person_id,
@@ -83,13 +83,19 @@ def test_different_objections_stay_in_different_groups(ctx: Context, people: dic
     log(ctx, people["rep1"], "too expensive vs Acme")
     log(ctx, people["rep2"], "the price is over their budget")
     first, second = rows(ctx.db, Objection)
-    assert first.theme == second.theme == "price" and first.group_id != second.group_id
+    assert theme_of(ctx.db, first) == theme_of(ctx.db, second) == "price"
+    assert first.group_id != second.group_id
 
 
-def test_an_objection_with_no_cue_word_is_filed_under_other(ctx: Context, people: dict[str, Actor]) -> None:
+def test_an_objection_like_no_theme_yet_starts_a_theme_named_after_its_words(
+    ctx: Context, people: dict[str, Actor]
+) -> None:
     reply = log(ctx, people["rep1"], "They want a mobile app")
-    assert "theme: no theme yet" in reply.text
-    assert rows(ctx.db, Objection)[0].theme == matching.OTHER
+    assert "theme: want mobile app." in reply.text
+    again = log(ctx, people["rep2"], "No mobile app for the field team")
+    assert "theme: want mobile app." in again.text  # it joins the theme the first one started
+    first, second = rows(ctx.db, Objection)
+    assert first.theme_id == second.theme_id
 
 
 @pytest.mark.parametrize(
@@ -191,7 +197,7 @@ def test_a_rep_edits_or_withdraws_their_own_objection_for_24_hours(
     )
     assert "Updated" in reply.text
     [edited] = rows(ctx.db, Objection)
-    assert (edited.id, edited.text, edited.theme) == (o.id, "SOC2 report missing", "security")
+    assert (edited.id, edited.text, theme_of(ctx.db, edited)) == (o.id, "SOC2 report missing", "security")
 
     clock.advance(hours=24)
     late = inbound.command(ctx, people["rep1"], "objection", f"withdraw {o.id}")

@@ -13,7 +13,7 @@ from sqlalchemy import DateTime, inspect, text
 
 from bot.config import parse_organisation_text
 from bot.delivery import DeliveryWorker
-from handlers import directory, inbound, pulse
+from handlers import directory, inbound, pulse, setup
 from handlers.context import Actor, Context
 from handlers.ui import Card
 from scheduler.jobs import GRACE, SLOT_ZONE, last_occurrence
@@ -73,7 +73,7 @@ def pctx(db: Database, clock: Clock) -> Context:
     # Monday 30 November 2026, 21:00 UTC: Tuesday 10:00 has just arrived at UTC+14.
     clock.now = datetime(2026, 11, 30, 21, 0, tzinfo=UTC)
     ctx = Context(db=db, org=parse_organisation_text(organisation()), clock=clock)
-    directory.sync(ctx)
+    setup.apply(ctx)
     return ctx
 
 
@@ -130,7 +130,7 @@ def test_a_survey_scheduled_at_night_or_a_weekend_waits_for_the_working_morning(
 ) -> None:
     clock.now = datetime(2026, 12, 4, 21, 0, tzinfo=UTC)
     ctx = Context(db=db, org=parse_organisation_text(organisation(schedule="0 22 * * FRI")), clock=clock)
-    directory.sync(ctx)
+    setup.apply(ctx)
     slot = last_occurrence("0 22 * * FRI", SLOT_ZONE, datetime(2026, 12, 4, 8, 0, tzinfo=UTC), within=GRACE)
     assert slot is not None
     pulse.open_scheduled(ctx, "alignment", slot.replace(tzinfo=None))

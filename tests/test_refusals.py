@@ -26,7 +26,7 @@ ASSET = {
     "link": "https://example.com/b",
     "kind": "battlecard",
     "key_message": "K",
-    "themes": ["price"],
+    "themes": [],
     "audiences": ["emea"],
 }
 Scene = dict[str, Any]

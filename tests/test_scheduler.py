@@ -16,7 +16,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.config import parse_organisation_text
-from handlers import directory
+from handlers import setup
 from handlers.context import Context
 from handlers.organisation import Organisation
 from scheduler.jobs import SLOT_ZONE, last_occurrence
@@ -178,7 +178,7 @@ def test_two_scheduler_processes_on_postgresql_run_each_job_once_and_take_over_w
     postgres_url: str, org: Organisation
 ) -> None:
     database = Database.from_url(postgres_url)
-    directory.sync(Context(db=database, org=org))
+    setup.apply(Context(db=database, org=org))
     database.dispose()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 

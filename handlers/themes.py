@@ -1,0 +1,329 @@
+"""Themes: what objections are about. Each objection gets one as it is recorded; marketers
+rename, merge, split and move them, and a theme keeps its id and name as objections join it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, func, select
+
+from handlers import grouping, matching, numbered
+from handlers.context import Actor, Context, Refusal
+from handlers.matching import STOP_WORDS
+from handlers.organisation import Organisation
+from handlers.text import clip, count
+from handlers.ui import Card, Reply, Section
+from storage import audit
+from storage.models import Asset, Objection, Theme
+
+NAME_WORDS = 3
+USAGE = (
+    "/objection theme rename <theme> <new name>\n"
+    "/objection theme merge <theme> into <theme>\n"
+    "/objection theme split <theme> <objection ids> as <new name>\n"
+    "/objection theme move <objection id> to <theme>"
+)
+
+
+def sync_taxonomy(session: Session, org: Organisation, now: datetime) -> None:
+    """Give every theme of app.yaml's taxonomy its row, with its current cue words."""
+    for key, cues in org.objections.themes.items():
+        theme = session.exec(select(Theme).where(Theme.key == key)).first()
+        if theme is None:
+            theme = Theme(key=key, name=_free_name(session, key), origin="taxonomy", created_at=now)
+        theme.cues = list(cues)
+        session.add(theme)
+    session.flush()
+
+
+def active(session: Session) -> list[Theme]:
+    """Themes objections can be in now: all but those merged into another."""
+    return list(
+        session.exec(select(Theme).where(col(Theme.merged_into_id).is_(None)).order_by(col(Theme.id)))
+    )
+
+
+def assign(session: Session, ctx: Context, text: str, *, hint: str = "", now: datetime) -> Theme:
+    """The theme for what a customer said: the taxonomy's cue words first, then the theme whose
+    objections it resembles most (enough), else a new theme named after its words. The
+    theme's profile takes the text in, so that the next like objection finds it."""
+    themes = active(session)
+    grouper = grouping.grouper_named(ctx.org.objections.grouping)
+    cued = matching.theme_of(f"{text} {hint}", {str(t.id): t.cues for t in themes if t.cues})
+    chosen: Theme | None = next((t for t in themes if str(t.id) == cued), None)
+    if chosen is None:
+        scored = [(grouper.similarity(text, t.profile), t) for t in themes if t.profile]
+        best = max(scored, key=lambda pair: pair[0], default=None)
+        if best is not None and best[0] >= grouper.threshold:
+            chosen = best[1]
+    if chosen is None:
+        chosen = _new_theme(session, text, now)
+    assert chosen.id is not None
+    theme = numbered.find(session, Theme, str(chosen.id), lock=True)
+    assert theme is not None
+    theme.profile = grouper.absorb(theme.profile, [text])
+    theme.size += 1
+    session.add(theme)
+    session.flush()
+    return theme
+
+
+def _new_theme(session: Session, text: str, now: datetime) -> Theme:
+    base = name_for(text)
+    for attempt in range(20):
+        name = base if attempt == 0 else f"{base} {attempt + 1}"
+        if session.exec(select(Theme.id).where(Theme.name == name)).first() is not None:
+            continue
+        try:
+            with session.begin_nested():
+                theme = Theme(name=name, origin="found", created_at=now)
+                session.add(theme)
+            return theme
+        except IntegrityError:
+            continue  # someone took the name a moment ago
+    raise Refusal("Could not name a new theme; please try again.")
+
+
+def name_for(text: str) -> str:
+    """A first name for a theme found in what reps write: its first few meaningful words."""
+    meaningful = [w for w in re.findall(r"[^\W_]+", text.casefold()) if w not in STOP_WORDS and len(w) > 1]
+    return clip(" ".join(meaningful[:NAME_WORDS]) or "unnamed", 60)
+
+
+def _free_name(session: Session, wanted: str) -> str:
+    name, n = wanted, 1
+    while session.exec(select(Theme.id).where(Theme.name == name)).first() is not None:
+        n += 1
+        name = f"{wanted} {n}"
+    return name
+
+
+def find(session: Session, text: str) -> Theme | None:
+    """A theme by its number or its name (any case)."""
+    text = text.strip()
+    theme = numbered.find(session, Theme, text) if numbered.number_in(text) is not None else None
+    if theme is None:
+        theme = session.exec(select(Theme).where(func.lower(Theme.name) == text.casefold())).first()
+    while theme is not None and theme.merged_into_id is not None:  # a merged theme lives on in its heir
+        theme = session.get(Theme, theme.merged_into_id)
+    return theme
+
+
+def names(session: Session, ids: Sequence[int]) -> list[str]:
+    found = dict(session.exec(select(Theme.id, Theme.name).where(col(Theme.id).in_(ids))).all())
+    return [found[i] for i in ids if i in found]
+
+
+# --- what marketers do with themes ---------------------------------------------------------------
+
+
+def on_command(session: Session, ctx: Context, actor: Actor, text: str) -> Reply:
+    """`/objection theme rename|merge|split|move ...` (marketers)."""
+    if not actor.has("marketer", "marketing-lead"):
+        raise Refusal("Only marketers rename, merge, split or move themes.")
+    verb, _, rest = text.strip().partition(" ")
+    verb = verb.lower()
+    now = ctx.now()
+    if verb == "rename":
+        theme, new_name = _theme_then(session, rest)
+        return rename(session, ctx, actor, theme, new_name, now)
+    if verb == "merge" and " into " in rest:
+        source_text, target_text = rest.rsplit(" into ", 1)
+        return merge(session, ctx, actor, _theme(session, source_text), _theme(session, target_text), now)
+    if verb == "split" and " as " in rest:
+        head, new_name = rest.rsplit(" as ", 1)
+        theme_text, _, ids = head.strip().partition(" ")
+        return split(session, ctx, actor, _theme(session, theme_text), _ids(ids), new_name.strip(), now)
+    if verb == "move" and " to " in rest:
+        objection_text, theme_text = rest.split(" to ", 1)
+        return move(session, ctx, actor, objection_text, _theme(session, theme_text), now)
+    return Reply(text=USAGE)
+
+
+def rename(session: Session, ctx: Context, actor: Actor, theme: Theme, new_name: str, now: datetime) -> Reply:
+    new_name = " ".join(new_name.split())
+    if not new_name or len(new_name) > 60:
+        raise Refusal("Give the theme a name of 1 to 60 characters.")
+    clash = find(session, new_name)
+    if clash is not None and clash.id != theme.id:
+        raise Refusal(f"There is a theme called “{clash.name}” already (#{clash.id}); merge them instead.")
+    old = theme.name
+    theme.name = new_name
+    session.add(theme)
+    audit.record(
+        session,
+        at=now,
+        actor_id=actor.person_id,
+        action="theme.rename",
+        subject=f"theme:{theme.id}",
+        old=old,
+        new=new_name,
+    )
+    return Reply(text=f"Theme #{theme.id} “{old}” is now “{new_name}”.")
+
+
+def merge(session: Session, ctx: Context, actor: Actor, source: Theme, target: Theme, now: datetime) -> Reply:
+    if source.id == target.id:
+        raise Refusal("Those are the same theme.")
+    moved = session.execute(
+        update(Objection)
+        .where(col(Objection.theme_id) == source.id)
+        .values(theme_id=target.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    _retarget_assets(session, source.id, target.id)
+    grouper = grouping.grouper_named(ctx.org.objections.grouping)
+    target.profile = _merged_profile(grouper, target, source)
+    target.size += source.size
+    target.cues = sorted({*target.cues, *source.cues})
+    source.merged_into_id, source.size, source.profile = target.id, 0, {}
+    session.add_all([source, target])
+    audit.record(
+        session,
+        at=now,
+        actor_id=actor.person_id,
+        action="theme.merge",
+        subject=f"theme:{target.id}",
+        merged=source.id,
+    )
+    session.expire_all()
+    return Reply(
+        text=f"“{source.name}” is merged into “{target.name}” (#{target.id}): "
+        f"{count(moved, 'objection')} moved; “{source.name}” now leads to it."
+    )
+
+
+def split(
+    session: Session, ctx: Context, actor: Actor, theme: Theme, ids: list[int], new_name: str, now: datetime
+) -> Reply:
+    if not ids:
+        raise Refusal(f"Which objections go to the new theme? {USAGE.splitlines()[2]}")
+    chosen = list(session.exec(select(Objection).where(col(Objection.id).in_(ids))))
+    strays = sorted(set(ids) - {o.id for o in chosen if o.theme_id == theme.id})
+    if strays:
+        raise Refusal(f"Not in “{theme.name}”: {', '.join(f'#{i}' for i in strays)}.")
+    if find(session, new_name) is not None:
+        raise Refusal(f"There is a theme called “{new_name}” already; pick another name.")
+    new = Theme(
+        name=" ".join(new_name.split())[:60] or name_for(chosen[0].text), origin="split", created_at=now
+    )
+    session.add(new)
+    session.flush()
+    for o in chosen:
+        o.theme_id = new.id  # type: ignore[assignment]
+        session.add(o)
+    session.flush()
+    _rebuild(session, ctx, theme)
+    _rebuild(session, ctx, new)
+    audit.record(
+        session,
+        at=now,
+        actor_id=actor.person_id,
+        action="theme.split",
+        subject=f"theme:{theme.id}",
+        new=new.id,
+        objections=ids,
+    )
+    return Reply(
+        text=f"{count(len(chosen), 'objection')} moved from “{theme.name}” "
+        f"to the new theme “{new.name}” (#{new.id})."
+    )
+
+
+def move(
+    session: Session, ctx: Context, actor: Actor, objection_text: str, target: Theme, now: datetime
+) -> Reply:
+    objection = numbered.find(session, Objection, objection_text, lock=True)
+    if objection is None:
+        raise Refusal(f"There is no objection {objection_text.strip()[:13]}.")
+    source = session.get(Theme, objection.theme_id)
+    objection.theme_id = target.id  # type: ignore[assignment]
+    session.add(objection)
+    session.flush()
+    if source is not None:
+        _rebuild(session, ctx, source)
+    _rebuild(session, ctx, target)
+    audit.record(
+        session,
+        at=now,
+        actor_id=actor.person_id,
+        action="theme.move",
+        subject=f"objection:{objection.id}",
+        to=target.id,
+    )
+    return Reply(text=f"Objection #{objection.id} is now in “{target.name}”.")
+
+
+def overview(session: Session) -> Card:
+    """Every theme with its number, size and origin, for marketers sorting them."""
+    sizes = dict(
+        session.exec(select(Objection.theme_id, func.count()).group_by(col(Objection.theme_id))).all()
+    )
+    lines = [
+        f"#{t.id} {t.name} — {count(sizes.get(t.id or 0, 0), 'objection')}"
+        + (" (from app.yaml)" if t.key else "")
+        for t in sorted(active(session), key=lambda t: (-sizes.get(t.id or 0, 0), t.name))
+    ]
+    return Card(
+        title="Themes",
+        sections=(Section(text="\n".join(lines) or "No themes yet."),),
+        footer=USAGE.replace("\n", " · "),
+    )
+
+
+def _rebuild(session: Session, ctx: Context, theme: Theme) -> None:
+    """Recompute a theme's profile and size from the objections it has now."""
+    texts = list(session.exec(select(Objection.text).where(Objection.theme_id == theme.id).limit(5000)))
+    grouper = grouping.grouper_named(ctx.org.objections.grouping)
+    theme.profile = grouper.absorb({}, texts) if texts else {}
+    theme.size = len(texts)
+    session.add(theme)
+
+
+def _merged_profile(grouper: grouping.Grouper, target: Theme, source: Theme) -> dict[str, object]:
+    if "terms" in target.profile or "terms" in source.profile:
+        total: dict[str, float] = dict(target.profile.get("terms", {}))
+        for term, weight in source.profile.get("terms", {}).items():
+            total[term] = total.get(term, 0.0) + weight
+        return {
+            "terms": dict(sorted(total.items(), key=lambda kv: -kv[1])[: grouping.WordGrouper.kept_terms])
+        }
+    a, b = target.profile.get("sum", []), source.profile.get("sum", [])
+    if a and b:
+        return {"sum": [x + y for x, y in zip(a, b, strict=True)]}
+    return dict(target.profile if a else source.profile)
+
+
+def _retarget_assets(session: Session, source_id: int | None, target_id: int | None) -> None:
+    for asset in session.exec(select(Asset)):
+        if source_id in asset.themes:
+            asset.themes = list(dict.fromkeys(target_id if t == source_id else t for t in asset.themes))  # type: ignore[misc]
+            session.add(asset)
+
+
+def _theme(session: Session, text: str) -> Theme:
+    theme = find(session, text)
+    if theme is None:
+        raise Refusal(f"There is no theme {text.strip()[:40]!r}. /objection theme lists them.\n{USAGE}")
+    return theme
+
+
+def _theme_then(session: Session, text: str) -> tuple[Theme, str]:
+    """`12 new name` or `old name, new name`... try the longest theme name that matches first."""
+    words_ = text.split()
+    for cut in range(len(words_) - 1, 0, -1):
+        theme = find(session, " ".join(words_[:cut]))
+        if theme is not None:
+            return theme, " ".join(words_[cut:])
+    raise Refusal(f"Which theme, and what new name? {USAGE.splitlines()[0]}")
+
+
+def _ids(text: str) -> list[int]:
+    ids = [numbered.number_in(part) for part in re.split(r"[\s,]+", text.strip()) if part]
+    if any(i is None for i in ids):
+        raise Refusal(f"Give objection numbers, e.g. 12 15 19. {USAGE.splitlines()[2]}")
+    return [i for i in ids if i is not None]
