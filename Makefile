@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-semantic clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ format: $(STAMP)
 ## bench: run every benchmark and print its figures
 bench: $(STAMP)
 	@for b in benchmarks/*_at_scale.py; do m=$$(basename $$b .py); echo "== $$m"; $(BIN)/python -m benchmarks.$$m || exit 1; done
+
+## bench-semantic: the grouping benchmark with the semantic extra, in its own .venv-semantic
+# TORCH names the PyTorch to install first: a CPU build, so that pip does not pick a GPU one.
+TORCH ?= torch==2.13.0
+bench-semantic:
+	@test -x .venv-semantic/bin/python || $(PYTHON) -m venv .venv-semantic
+	.venv-semantic/bin/python -m pip install --quiet --upgrade pip
+	.venv-semantic/bin/python -m pip install --quiet '$(TORCH)'
+	.venv-semantic/bin/python -m pip install --quiet -e '.[semantic]'
+	HF_HUB_OFFLINE=1 .venv-semantic/bin/python -m benchmarks.grouping_quality
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -19,13 +19,14 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 
 @contextmanager
-def database(url: str | None) -> Iterator[Database]:
+def database(url: str | None, *, quiet: bool = False) -> Iterator[Database]:
     """A migrated database: a new SQLite file unless `url` names one."""
     with tempfile.TemporaryDirectory() as folder:
         url = url or f"sqlite:///{Path(folder) / 'bench.db'}"
         migrate(url)
         db = Database.from_url(url)
-        print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
+        if not quiet:
+            print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
         try:
             yield db
         finally:

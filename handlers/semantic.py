@@ -56,7 +56,7 @@ class SentenceGrouper:
     """Compares an objection's sentence embedding with the sum of its theme's embeddings."""
 
     name = "semantic"
-    threshold = 0.45
+    threshold = 0.40
 
     def similarity(self, text: str, profile: Profile) -> float:
         total: list[float] = profile.get("sum", [])
