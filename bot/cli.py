@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -14,8 +19,8 @@ from bot import logs
 from bot.bootstrap import build_context
 from bot.config import ConfigError, Settings, load_environment, load_settings, summary
 from bot.console.repl import run_console
-from handlers import pulse
-from handlers.context import Refusal
+from handlers import digest, exports, pulse
+from handlers.context import Context, Refusal
 from scheduler.runner import SchedulerRunner
 from storage.database import (
     DatabaseNotReady,
@@ -112,38 +117,137 @@ def serve_command(config: ConfigOption = None, person: AsOption = None, live: Li
     _console(settings, person, live)
 
 
-@app.command("export")
-def export_command(
-    what: Annotated[str, typer.Argument(help="What to export: pulse")], config: ConfigOption = None
-) -> None:
-    """Print data as CSV on standard output; `pulse`: every run's results, small groups left out."""
-    if what != "pulse":
-        fail(f"Nothing to export called {what!r}; try: touchline export pulse")
+EXPORTS = ("objections", "assets", "acknowledgements", "pulse")
+PULSE_COLUMNS = [
+    "run",
+    "survey",
+    "slot",
+    "status",
+    "question",
+    "group",
+    "response_rate",
+    "mean",
+    "distribution",
+    "note",
+]
+
+
+@contextmanager
+def running(config: Path | None) -> Iterator[Context]:
+    """A context on the migrated database for one command, or a clear exit if there is none."""
     settings = settings_or_exit(config)
     try:
         ctx = build_context(settings)
     except DatabaseNotReady as error:
         fail(str(error))
     try:
-        with ctx.db.session() as session:
-            rows = pulse.export_rows(session, ctx.org)
+        yield ctx
     finally:
         ctx.db.dispose()
-    columns = [
-        "run",
-        "survey",
-        "slot",
-        "status",
-        "question",
-        "group",
-        "response_rate",
-        "mean",
-        "distribution",
-        "note",
-    ]
-    writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
+
+
+@app.command("export")
+def export_command(
+    what: Annotated[str, typer.Argument(help="objections, assets, acknowledgements or pulse")],
+    output: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+    include_confidential: Annotated[
+        bool, typer.Option(help="Export the text of confidential objections too (for marketing leads).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Print data on standard output. Objections carry their date and theme, never a name;
+    pulse results leave out every group below the minimum size."""
+    if what not in EXPORTS:
+        fail(f"Nothing to export called {what!r}; try one of: {', '.join(EXPORTS)}")
+    if output not in ("csv", "json"):
+        fail(f"--format {output!r}: use csv or json")
+    with running(config) as ctx, ctx.db.session() as session:
+        if what == "objections":
+            rows: Iterable[dict[str, Any]] = exports.objection_rows(
+                session, include_confidential=include_confidential
+            )
+            columns = exports.OBJECTION_COLUMNS
+        elif what == "assets":
+            rows, columns = exports.asset_rows(session), exports.ASSET_COLUMNS
+        elif what == "acknowledgements":
+            rows, columns = exports.acknowledgement_rows(session), exports.ACKNOWLEDGEMENT_COLUMNS
+        else:
+            rows, columns = pulse.export_rows(session, ctx.org), PULSE_COLUMNS
+        if output == "json":
+            json.dump(list(rows), sys.stdout, ensure_ascii=False, indent=1, default=str)
+            sys.stdout.write("\n")
+            return
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()})
+
+
+@app.command("import")
+def import_command(
+    what: Annotated[str, typer.Argument(help="objections")],
+    file: Annotated[
+        Path, typer.Argument(help="a CSV file with a header row: text, and optionally date, rep, ...")
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Load historical objections from a CSV file: all of it, or, if any row is wrong, none of it."""
+    if what != "objections":
+        fail(f"Touchline imports objections only; got {what!r}.")
+    try:
+        with file.open(encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        fail(f"{file}: no such file.")
+    except (UnicodeDecodeError, csv.Error) as error:
+        fail(f"{file}: not a readable CSV file ({error}).")
+    if not rows:
+        fail(f"{file}: no rows below the header.")
+    if "text" not in rows[0]:
+        fail(f"{file}: the header has no 'text' column (it has: {', '.join(k for k in rows[0] if k)}).")
+    with running(config) as ctx:
+        result = exports.import_objections(ctx, rows, source=str(file))
+    if result.problems:
+        shown = result.problems[:50]
+        more = f"\n  … and {len(result.problems) - 50} more" if len(result.problems) > 50 else ""
+        fail(f"{file}: nothing was loaded; fix these and run it again:\n  " + "\n  ".join(shown) + more)
+    typer.echo(f"{file}: {result.loaded} objections loaded, each with its theme.")
+
+
+@app.command("digest")
+def digest_command(
+    since: Annotated[
+        str | None, typer.Option(help="Start of the period, YYYY-MM-DD (default: digest.period before now).")
+    ] = None,
+    output: Annotated[str, typer.Option("--format", help="text, markdown or json")] = "text",
+    chart: Annotated[Path | None, typer.Option(help="Also write the chart, a PNG, to this file.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print the objection digest for the period up to now."""
+    if output not in ("text", "markdown", "json"):
+        fail(f"--format {output!r}: use text, markdown or json")
+    with running(config) as ctx, ctx.db.session() as session:
+        zone = ZoneInfo(ctx.org.organisation.timezone)
+        start = None
+        if since:
+            try:
+                start = datetime.combine(date.fromisoformat(since), time(0), tzinfo=zone)
+            except ValueError:
+                fail(f"--since {since!r}: write the date as YYYY-MM-DD")
+        now = ctx.now()
+        if start is not None and start >= now:
+            fail(f"--since {since}: that is not in the past")
+        result = digest.build(session, ctx.org, end=now, start=start)
+        timezone = ctx.org.organisation.timezone
+        if output == "json":
+            json.dump(digest.as_json(result), sys.stdout, ensure_ascii=False, indent=1)
+            sys.stdout.write("\n")
+        else:
+            typer.echo(digest.text(result, timezone, markdown=output == "markdown"), nl=False)
+        if chart is not None:
+            if not result.themes:
+                fail("No chart: the period has no objections.")
+            chart.write_bytes(digest.chart(result, timezone).png)
 
 
 def _console(settings: Settings, person: str | None, live: bool | None) -> None:

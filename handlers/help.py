@@ -23,7 +23,11 @@ def overview(ctx: Context, actor: Actor, *, unknown: str = "") -> Reply:
         "/objection mine — what you logged (edit or withdraw within 24 hours)",
     ]
     if actor.has("marketer", "marketing-lead", "leader"):
-        field.append("/objection list [theme] — what the field is hearing, by theme")
+        field += [
+            "/objection list [theme] — what the field is hearing, by theme",
+            "/digest — this week's digest: themes, trends, gaps, asset feedback",
+            "/objection theme — the themes; marketers rename, merge, split and move them",
+        ]
     assets = ["/asset list · /asset show <id> — assets and what the field says about them"]
     if actor.has("marketer", "marketing-lead"):
         assets += [

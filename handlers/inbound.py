@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from handlers import assets, help, objections, pulse, strategy
+from handlers import assets, digest, help, objections, pulse, strategy
 from handlers.context import Actor, Context, FormErrors, PostRef, Refusal
 from handlers.ui import Reply
 from storage import outbox
@@ -24,6 +24,7 @@ COMMANDS: dict[str, OnText] = {
     "objection": objections.on_command,
     "asset": assets.on_command,
     "pulse": pulse.on_command,
+    "digest": digest.on_command,
 }
 ACTIONS: dict[str, OnText] = {
     strategy.ACK: strategy.acknowledge,

@@ -50,6 +50,9 @@ def on_command(session: Session, ctx: Context, actor: Actor, text: str) -> Reply
         return list_objections(session, ctx, actor, theme=None)
     if verb == "list" and (theme := themes.find(session, rest)) is not None:
         return list_objections(session, ctx, actor, theme=theme)
+    if verb == "list" and actor.has("marketer", "marketing-lead", "leader"):
+        # For those who list themes, "list <something>" is a theme they mistyped, not an objection.
+        raise Refusal(f"There is no theme {rest[:40]!r}. /objection theme lists the themes.")
     if verb == "theme" and not rest:
         if not actor.has("marketer", "marketing-lead", "leader"):
             raise Refusal("Only marketers and leaders look at the themes. /objection mine shows yours.")
@@ -176,7 +179,7 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
     session.add(objection)
     session.flush()
     assert objection.id is not None
-    objection.group_id = _group_for(session, objection, now)
+    objection.group_id = group_for(session, objection, now)
     session.add(objection)
     session.flush()
     audit.record(
@@ -189,7 +192,7 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
     return Reply(text=_recorded(session, objection, now, edited=bool(editing)), card=_receipt(objection))
 
 
-def _group_for(session: Session, objection: Objection, now: datetime) -> int:
+def group_for(session: Session, objection: Objection, now: datetime) -> int:
     """The group of the most similar recent objection of the same theme, or a group of its own."""
     assert objection.id is not None
     recent = session.exec(

@@ -236,6 +236,8 @@ class Digest(Strict):
     recipients: Annotated[list[PersonRef], BeforeValidator(_listify)] = Field(min_length=1)
     schedule: Cron = "0 8 * * MON"
     period: Duration = timedelta(days=7)
+    # Quotes in the digest carry the rep's name only when this is on.
+    quote_names: bool = False
 
 
 Choices = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], BeforeValidator(_listify)]

@@ -215,7 +215,7 @@ def _guardrails_and_dates(clean: dict[str, Any]) -> dict[str, str]:
 def decision_card(session: Session, decision: Decision, *, buttons: bool = True) -> Card:
     """The card a decision is announced with; its footer carries the live acknowledgement count."""
     assert decision.id is not None
-    acknowledged, members = acknowledgementcount(session, decision.id)
+    acknowledged, members = acknowledgement_count(session, decision.id)
     guardrails = tuple(
         fact
         for fact in (
@@ -259,7 +259,7 @@ def superseded_card(old: Decision, new: Decision) -> Card:
     )
 
 
-def acknowledgementcount(session: Session, decision_id: int) -> tuple[int, int]:
+def acknowledgement_count(session: Session, decision_id: int) -> tuple[int, int]:
     """(people who acknowledged, people the decision reached as known)."""
     acknowledged = session.exec(
         select(func.count()).select_from(Acknowledgement).where(Acknowledgement.decision_id == decision_id)
@@ -285,7 +285,7 @@ def acknowledge(session: Session, ctx: Context, actor: Actor, decision_id: str) 
     now = ctx.now()
     session.add(Acknowledgement(decision_id=decision.id, person_id=actor.person_id, at=now))
     _refresh(session, ctx, decision)
-    acknowledged, members = acknowledgementcount(session, decision.id)
+    acknowledged, members = acknowledgement_count(session, decision.id)
     return Reply(
         text=f"✅ Thanks, {actor.name}: you acknowledged “{decision.title}” (#{decision.id}). "
         f"{acknowledged} of {members} have so far."
@@ -527,7 +527,7 @@ def list_decisions(session: Session, ctx: Context) -> Reply:
     sections = []
     for decision in decisions[:LIST_LIMIT]:
         assert decision.id is not None
-        acknowledged, members = acknowledgementcount(session, decision.id)
+        acknowledged, members = acknowledgement_count(session, decision.id)
         facts = [Fact("Why", clip(decision.why, 300))]
         if decision.reps_may:
             facts.append(Fact("Reps may", clip(decision.reps_may, 300)))

@@ -22,7 +22,7 @@ from storage.models import Asset, Objection, Theme
 
 NAME_WORDS = 3
 USAGE = (
-    "/objection theme rename <theme> <new name>\n"
+    "/objection theme rename <theme> to <new name>\n"
     "/objection theme merge <theme> into <theme>\n"
     "/objection theme split <theme> <objection ids> as <new name>\n"
     "/objection theme move <objection id> to <theme>"
@@ -128,6 +128,9 @@ def on_command(session: Session, ctx: Context, actor: Actor, text: str) -> Reply
     verb, _, rest = text.strip().partition(" ")
     verb = verb.lower()
     now = ctx.now()
+    if verb == "rename" and " to " in rest:
+        theme_text, new_name = rest.rsplit(" to ", 1)
+        return rename(session, ctx, actor, _theme(session, theme_text), new_name, now)
     if verb == "rename":
         theme, new_name = _theme_then(session, rest)
         return rename(session, ctx, actor, theme, new_name, now)

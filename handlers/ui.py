@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,6 +39,15 @@ class Button:
 
 
 @dataclass(frozen=True)
+class Image:
+    """A picture that goes with a card (a PNG chart), where the platform can show one."""
+
+    png: bytes
+    alt: str
+    name: str = "chart.png"
+
+
+@dataclass(frozen=True)
 class Card:
     """A message with a title, sections, buttons and a small footer line.
 
@@ -48,6 +58,7 @@ class Card:
     sections: tuple[Section, ...] = ()
     buttons: tuple[Button, ...] = ()
     footer: str = ""
+    image: Image | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form, for the outbox."""
@@ -66,6 +77,17 @@ class Card:
                 for b in self.buttons
             ],
             "footer": self.footer,
+            **(
+                {
+                    "image": {
+                        "png": base64.b64encode(self.image.png).decode(),
+                        "alt": self.image.alt,
+                        "name": self.image.name,
+                    }
+                }
+                if self.image
+                else {}
+            ),
         }
 
     @classmethod
@@ -85,6 +107,9 @@ class Card:
                 for b in data.get("buttons", [])
             ),
             footer=data.get("footer", ""),
+            image=Image(base64.b64decode(data["image"]["png"]), data["image"]["alt"], data["image"]["name"])
+            if data.get("image")
+            else None,
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from bot.console.render import boxed
+from bot.console.render import boxed, image_note
 from handlers.organisation import Organisation
 from handlers.ui import Card
 
@@ -22,6 +22,7 @@ class ConsolePlatform:
     async def send(self, address: str, card: Card, *, delivery_id: int) -> str:
         ref = str(delivery_id)
         self._print(boxed(f"{address} · post {ref}", card))
+        self._show(card)
         self.shown[ref] = card
         return ref
 
@@ -30,6 +31,7 @@ class ConsolePlatform:
         person = self.org.people.get(user_id)
         who = f"{person.name} (@{user_id})" if person else f"@{user_id}"
         self._print(boxed(f"direct to {who} · post {ref}", card))
+        self._show(card)
         self.shown[ref] = card
         return ref
 
@@ -44,6 +46,10 @@ class ConsolePlatform:
         else:
             self._print(boxed(f"{address} · post {message_ref} (updated)", card))
         self.shown[message_ref] = card
+
+    def _show(self, card: Card) -> None:
+        if card.image is not None:
+            self._print(image_note(card.image))
 
     def _print(self, text: str) -> None:
         self.out.write(text + "\n")

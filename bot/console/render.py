@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
 import textwrap
+from pathlib import Path
 
-from handlers.ui import Card, FormField, Option, Reply
+from handlers.ui import Card, FormField, Image, Option, Reply
 
 WIDTH = 78
 
@@ -35,6 +37,15 @@ def boxed(header: str, card: Card) -> str:
     return f"┌─ {header} {rule}\n{body}\n└{'─' * (WIDTH - 1)}"
 
 
+def image_note(image: Image) -> str:
+    """A terminal shows no pictures: the picture goes to a file, and the file's name is shown."""
+    folder = Path(tempfile.gettempdir()) / "touchline"
+    folder.mkdir(exist_ok=True)
+    path = folder / image.name
+    path.write_bytes(image.png)
+    return f"📈 {image.alt}: {path}"
+
+
 def reply_text(reply: Reply) -> str:
     """What the actor alone sees, marked as such (Slack would show it as an ephemeral message)."""
     parts = []
@@ -42,6 +53,8 @@ def reply_text(reply: Reply) -> str:
         parts.append("\n".join(f"(only you) {line}" for line in reply.text.splitlines()))
     if reply.card:
         parts.append(boxed("only you", reply.card))
+        if reply.card.image is not None:
+            parts.append(image_note(reply.card.image))
     return "\n".join(parts)
 
 

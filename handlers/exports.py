@@ -1,0 +1,239 @@
+"""Objections, assets and acknowledgements out as rows for other tools, and historical
+objections in from a spreadsheet."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from handlers import objections, themes
+from handlers.context import Context
+from storage import audit
+from storage.models import Acknowledgement, Asset, AssetFeedback, Decision, Objection, Person, Theme
+
+OBJECTION_COLUMNS = [
+    "id",
+    "date",
+    "text",
+    "theme_id",
+    "theme",
+    "group_id",
+    "competitor",
+    "segment",
+    "product",
+    "deal_stage",
+    "deal_size",
+    "severity",
+    "confidential",
+]
+ASSET_COLUMNS = [
+    "id",
+    "title",
+    "link",
+    "kind",
+    "status",
+    "published",
+    "themes",
+    "useful",
+    "used",
+    "doesnt_fit",
+]
+ACKNOWLEDGEMENT_COLUMNS = ["decision_id", "decision", "person", "acknowledged_at"]
+IMPORT_COLUMNS = {
+    "text",
+    "date",
+    "rep",
+    "segment",
+    "competitor",
+    "product",
+    "deal_stage",
+    "deal_size",
+    "severity",
+}
+BATCH = 1000
+
+
+def objection_rows(session: Session, *, include_confidential: bool = False) -> Iterator[dict[str, Any]]:
+    """Every objection with its date and its theme (id and name); the text of a confidential one
+    only with `include_confidential`, and never anyone's name."""
+    names = dict(session.exec(select(Theme.id, Theme.name)).all())
+    last = 0
+    while True:  # in batches, so that a large history is never all in memory at once
+        batch = session.exec(
+            select(Objection).where(col(Objection.id) > last).order_by(col(Objection.id)).limit(BATCH)
+        ).all()
+        if not batch:
+            return
+        for o in batch:
+            yield {
+                "id": o.id,
+                "date": o.created_at.date().isoformat(),
+                "text": o.text if include_confidential or not o.confidential else "(confidential)",
+                "theme_id": o.theme_id,
+                "theme": names.get(o.theme_id, ""),
+                "group_id": o.group_id,
+                "competitor": o.competitor,
+                "segment": o.segment,
+                "product": o.product,
+                "deal_stage": o.deal_stage,
+                "deal_size": o.deal_size,
+                "severity": o.severity,
+                "confidential": o.confidential,
+            }
+        last = batch[-1].id or last
+
+
+def asset_rows(session: Session) -> Iterator[dict[str, Any]]:
+    names = dict(session.exec(select(Theme.id, Theme.name)).all())
+    counts: dict[tuple[int, str], int] = {
+        (asset_id, kind): int(n)
+        for asset_id, kind, n in session.exec(
+            select(AssetFeedback.asset_id, AssetFeedback.kind, func.count()).group_by(
+                col(AssetFeedback.asset_id), col(AssetFeedback.kind)
+            )
+        )
+    }
+    for a in session.exec(select(Asset).order_by(col(Asset.id))):
+        assert a.id is not None
+        yield {
+            "id": a.id,
+            "title": a.title,
+            "link": a.link,
+            "kind": a.kind,
+            "status": a.status,
+            "published": a.published_at.date().isoformat() if a.published_at else None,
+            "themes": [names.get(t, str(t)) for t in a.themes],
+            "useful": counts.get((a.id, "useful"), 0),
+            "used": counts.get((a.id, "used"), 0),
+            "doesnt_fit": counts.get((a.id, "doesnt-fit"), 0),
+        }
+
+
+def acknowledgement_rows(session: Session) -> Iterator[dict[str, Any]]:
+    rows = session.exec(
+        select(Acknowledgement, Decision.title, Person.name)
+        .join(Decision, col(Decision.id) == col(Acknowledgement.decision_id))
+        .join(Person, col(Person.id) == col(Acknowledgement.person_id))
+        .order_by(col(Acknowledgement.decision_id), col(Acknowledgement.at))
+    )
+    for ack, title, person in rows:
+        yield {
+            "decision_id": ack.decision_id,
+            "decision": title,
+            "person": person,
+            "acknowledged_at": ack.at.isoformat(),
+        }
+
+
+# --- importing historical objections -----------------------------------------------------------------
+
+
+@dataclass
+class Imported:
+    loaded: int
+    problems: list[str]
+
+
+def import_objections(
+    ctx: Context, rows: Sequence[Mapping[str, str]], *, source: str, first_line: int = 2
+) -> Imported:
+    """Load historical objections (text, and optionally date, rep, segment, competitor, ...).
+
+    Every row is checked first; one bad row and none is loaded, each problem named with its
+    line. Each loaded objection gets its theme and group as if it had been logged that day.
+    """
+    people = _people(ctx)
+    taxonomy = ctx.org.objections
+    problems: list[str] = []
+    ready: list[tuple[Mapping[str, str], datetime, int | None]] = []
+    zone = ZoneInfo(ctx.org.organisation.timezone)
+    today = ctx.now().astimezone(zone).date()
+    for line, row in enumerate(rows, first_line):
+        where = f"{source}:{line}"
+        unknown = sorted(set(row) - IMPORT_COLUMNS - {""})
+        if unknown:
+            problems.append(
+                f"{where}: unknown column {', '.join(unknown)} (columns: {', '.join(sorted(IMPORT_COLUMNS))})"
+            )
+            continue
+        text = (row.get("text") or "").strip()
+        if not text:
+            problems.append(f"{where}: text is empty")
+        elif len(text) > objections.MAX_TEXT:
+            problems.append(
+                f"{where}: text is {len(text):,} characters; the limit is {objections.MAX_TEXT:,}"
+            )
+        when = datetime.combine(today, time(12), tzinfo=zone)
+        if row.get("date"):
+            try:
+                day = date.fromisoformat(row["date"].strip())
+                if day > today:
+                    problems.append(f"{where}: date {day} is in the future")
+                when = datetime.combine(day, time(12), tzinfo=zone)
+            except ValueError:
+                problems.append(f"{where}: date {row['date'][:30]!r} is not YYYY-MM-DD")
+        rep = (row.get("rep") or "").strip()
+        reporter = people.get(rep.casefold()) if rep else None
+        if rep and reporter is None:
+            problems.append(f"{where}: rep {rep[:40]!r} is not a person key or e-mail Touchline knows")
+        for column, allowed in (
+            ("segment", taxonomy.segments),
+            ("deal_stage", taxonomy.deal_stages),
+            ("deal_size", taxonomy.deal_sizes),
+            ("severity", list(objections.SEVERITIES)),
+        ):
+            value = (row.get(column) or "").strip()
+            if value and value not in allowed:
+                problems.append(f"{where}: {column} {value[:40]!r} is not one of: {', '.join(allowed)}")
+        for column in ("competitor", "product"):
+            if len((row.get(column) or "").strip()) > 100:
+                problems.append(f"{where}: {column} is longer than 100 characters")
+        ready.append((row, when.astimezone(UTC), reporter))
+    if problems:
+        return Imported(0, problems)
+    with ctx.db.session() as session:
+        for row, when, reporter in ready:
+
+            def cell(column: str, row: Mapping[str, str] = row) -> str | None:
+                return (row.get(column) or "").strip() or None
+
+            objection = Objection(
+                text=row["text"].strip(),
+                theme_id=0,
+                reporter_id=reporter,
+                created_at=when,
+                segment=cell("segment"),
+                competitor=cell("competitor"),
+                product=cell("product"),
+                deal_stage=cell("deal_stage"),
+                deal_size=cell("deal_size"),
+                severity=cell("severity") or "medium",
+            )
+            theme = themes.assign(session, ctx, objection.text, hint=objection.competitor or "", now=when)
+            assert theme.id is not None
+            objection.theme_id = theme.id
+            session.add(objection)
+            session.flush()
+            objection.group_id = objections.group_for(session, objection, when)
+            session.add(objection)
+        audit.record(
+            session, at=ctx.now(), actor_id=None, action="objection.import", source=source, rows=len(ready)
+        )
+    return Imported(len(ready), [])
+
+
+def _people(ctx: Context) -> dict[str, int]:
+    with ctx.db.session() as session:
+        found: dict[str, int] = {}
+        for person in session.exec(select(Person)):
+            assert person.id is not None
+            found[person.key.casefold()] = person.id
+            if person.email:
+                found[person.email.casefold()] = person.id
+        return found
