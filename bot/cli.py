@@ -138,7 +138,7 @@ def running(config: Path | None) -> Iterator[Context]:
     settings = settings_or_exit(config)
     try:
         ctx = build_context(settings)
-    except DatabaseNotReady as error:
+    except (DatabaseNotReady, ConfigError) as error:
         fail(str(error))
     try:
         yield ctx
@@ -258,7 +258,7 @@ def _console(settings: Settings, person: str | None, live: bool | None) -> None:
     live = sys.stdin.isatty() if live is None else live
     try:
         ctx = build_context(settings)
-    except DatabaseNotReady as error:
+    except (DatabaseNotReady, ConfigError) as error:
         fail(str(error))
     runner = SchedulerRunner(ctx) if live else None
     try:

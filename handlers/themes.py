@@ -53,7 +53,12 @@ def assign(session: Session, ctx: Context, text: str, *, hint: str = "", now: da
     theme's profile takes the text in, so that the next like objection finds it."""
     themes = active(session)
     grouper = grouping.grouper_named(ctx.org.objections.grouping)
-    cued = matching.theme_of(f"{text} {hint}", {str(t.id): t.cues for t in themes if t.cues})
+    # Cue words in app.yaml's order, so that a tie goes to the theme listed first there.
+    order = list(ctx.org.objections.themes)
+    listed = sorted(
+        (t for t in themes if t.cues), key=lambda t: order.index(t.key) if t.key in order else len(order)
+    )
+    cued = matching.theme_of(f"{text} {hint}", {str(t.id): t.cues for t in listed})
     chosen: Theme | None = next((t for t in themes if str(t.id) == cued), None)
     if chosen is None:
         scored = [(grouper.similarity(text, t.profile), t) for t in themes if t.profile]
@@ -193,7 +198,8 @@ def merge(session: Session, ctx: Context, actor: Actor, source: Theme, target: T
         subject=f"theme:{target.id}",
         merged=source.id,
     )
-    session.expire_all()
+    session.flush()
+    session.expire_all()  # the objections moved by a bulk UPDATE: nothing stale may be shown
     return Reply(
         text=f"“{source.name}” is merged into “{target.name}” (#{target.id}): "
         f"{count(moved, 'objection')} moved; “{source.name}” now leads to it."

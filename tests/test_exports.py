@@ -1,0 +1,184 @@
+"""Exports of objections, assets and acknowledgements, and the import of historical objections."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.config import parse_organisation_text
+from handlers import directory, exports, inbound, setup, strategy
+from handlers.context import Actor, Context
+from storage.database import Database, migrate
+from storage.models import AuditEntry, Objection
+from tests.cli import run_cli
+from tests.conftest import ORG_YAML
+from tests.fakes import rows, theme_of
+
+
+def test_imported_objections_each_get_their_theme_and_date(ctx: Context, people: dict[str, Actor]) -> None:
+    result = exports.import_objections(
+        ctx,
+        [
+            {"text": "too expensive vs Acme", "date": "2026-10-01", "rep": "rep1", "segment": "SMB"},
+            {
+                "text": "No SAP connector",
+                "date": "2026-10-02",
+                "rep": "lena@test.example",
+                "competitor": "Globex",
+            },
+            {"text": "They want a mobile app"},
+        ],
+        source="old.csv",
+    )
+    assert (result.loaded, result.problems) == (3, [])
+    first, second, third = rows(ctx.db, Objection)
+    assert [theme_of(ctx.db, o) for o in (first, second, third)] == [
+        "price",
+        "integration",
+        "want mobile app",
+    ]
+    assert (
+        first.created_at.date().isoformat() == "2026-10-01" and first.reporter_id == people["rep1"].person_id
+    )
+    assert second.reporter_id == people["lead"].person_id and second.competitor == "Globex"
+    assert third.reporter_id is None and third.group_id == third.id
+    assert [a.action for a in rows(ctx.db, AuditEntry)] == ["objection.import"]
+
+
+def test_a_file_with_one_bad_row_loads_nothing_and_names_every_problem(ctx: Context) -> None:
+    result = exports.import_objections(
+        ctx,
+        [
+            {"text": "fine"},
+            {"text": "", "date": "2026-13-01"},
+            {"text": "x" * 2001, "rep": "nobody", "segment": "Galaxy", "severity": "awful"},
+            {"text": "ok", "colour": "blue"},
+        ],
+        source="old.csv",
+    )
+    assert result.loaded == 0 and rows(ctx.db, Objection) == []
+    assert result.problems == [
+        "old.csv:3: text is empty",
+        "old.csv:3: date '2026-13-01' is not YYYY-MM-DD",
+        "old.csv:4: text is 2,001 characters; the limit is 2,000",
+        "old.csv:4: rep 'nobody' is not a person key or e-mail Touchline knows",
+        "old.csv:4: segment 'Galaxy' is not one of: SMB, Mid-market, Enterprise, Public sector",
+        "old.csv:4: severity 'awful' is not one of: low, medium, high",
+        "old.csv:5: unknown column colour (columns: competitor, date, deal_size, deal_stage, product, rep, "
+        "segment, severity, text)",
+    ]
+
+
+def test_exported_objections_carry_text_date_and_theme_but_no_name_and_no_confidential_text(
+    ctx: Context, people: dict[str, Actor]
+) -> None:
+    inbound.command(ctx, people["rep1"], "objection", "too expensive vs Acme")
+    form = inbound.command(ctx, people["rep2"], "objection", "").form
+    assert form is not None
+    inbound.submit(
+        ctx,
+        people["rep2"],
+        form.form_id,
+        {"text": "Acme offered 50% off", "confidential": True, **form.state},
+    )
+    with ctx.db.session() as session:
+        exported = list(exports.objection_rows(session))
+        revealed = list(exports.objection_rows(session, include_confidential=True))
+    assert [(r["text"], r["theme"]) for r in exported] == [
+        ("too expensive vs Acme", "price"),
+        ("(confidential)", "competitor"),
+    ]
+    assert revealed[1]["text"] == "Acme offered 50% off"
+    assert exported[0]["date"] == ctx.now().date().isoformat() and isinstance(exported[0]["theme_id"], int)
+    assert "Rita" not in json.dumps(exported, default=str) and "Ravi" not in json.dumps(exported, default=str)
+
+
+def test_acknowledgements_export_names_who_acknowledged_what(ctx: Context, people: dict[str, Actor]) -> None:
+    form = inbound.command(ctx, people["lead"], "strategy", "").form
+    assert form is not None
+    inbound.submit(
+        ctx,
+        people["lead"],
+        form.form_id,
+        {
+            "title": "Focus",
+            "decision": "D",
+            "why": "W",
+            "reps_may": "M",
+            "effective_on": "2026-12-01",
+            "audiences": ["emea"],
+            **form.state,
+        },
+    )
+    inbound.action(ctx, people["rep1"], strategy.ACK, "1")
+    with ctx.db.session() as session:
+        [ack] = list(exports.acknowledgement_rows(session))
+    assert (ack["decision_id"], ack["decision"], ack["person"]) == (1, "Focus", "Rita Rep")
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, str]:
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    migrate(url)
+    config = tmp_path / "app.yaml"
+    config.write_text(ORG_YAML)
+    return {"url": url, "config": str(config), "dir": str(tmp_path)}
+
+
+def cli(files: dict[str, str], *args: str) -> tuple[int, str, str]:
+    done = run_cli(*args, "--config", files["config"], env={"DATABASE_URL": files["url"]})
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_the_command_line_imports_a_csv_and_exports_it_again(files: dict[str, str]) -> None:
+    history = Path(files["dir"]) / "history.csv"
+    history.write_text(
+        'text,date,rep,competitor\n"They went with Globex, cheaper",2026-09-14,rep1,Globex\nNo SSO,,,\n'
+    )
+    code, out, err = cli(files, "import", "objections", str(history))
+    assert code == 0 and "2 objections loaded, each with its theme" in out, err
+    code, out, _ = cli(files, "export", "objections")
+    exported = list(csv.DictReader(io.StringIO(out)))
+    first = exported[0]
+    assert (first["date"], first["theme"], first["competitor"]) == (
+        "2026-09-14",
+        "price",
+        "Globex",
+    )
+    assert exported[1]["theme"] == "sso"
+    code, out, _ = cli(files, "export", "objections", "--format", "json")
+    assert json.loads(out)[0]["text"] == "They went with Globex, cheaper"
+    code, out, _ = cli(files, "export", "assets", "--format", "json")
+    assert code == 0 and json.loads(out) == []
+
+
+def test_the_command_line_refuses_a_bad_file_and_loads_nothing(files: dict[str, str]) -> None:
+    bad = Path(files["dir"]) / "bad.csv"
+    bad.write_text("text,date\nfine,2026-01-01\n,2026-01-02\n")
+    code, _, err = cli(files, "import", "objections", str(bad))
+    assert code == 2 and f"{bad}:3: text is empty" in err and "nothing was loaded" in err
+    assert "Traceback" not in err
+    nothing = Path(files["dir"]) / "nothing.csv"
+    nothing.write_text("words,more\na,b\n")
+    code, _, err = cli(files, "import", "objections", str(nothing))
+    assert code == 2 and "no 'text' column" in err
+    code, _, err = cli(files, "export", "secrets")
+    assert code == 2 and "Nothing to export called 'secrets'" in err
+    db = Database.from_url(files["url"])
+    try:
+        assert rows(db, Objection) == []
+    finally:
+        db.dispose()
+
+
+def test_the_shipped_taxonomy_is_loaded_at_start(files: dict[str, str]) -> None:
+    db = Database.from_url(files["url"])
+    ctx = Context(db=db, org=parse_organisation_text(ORG_YAML))
+    setup.apply(ctx)
+    rep = directory.console_actor(ctx, "rep1")
+    assert "theme: security" in inbound.command(ctx, rep, "objection", "their GDPR review").text
+    db.dispose()
