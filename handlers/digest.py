@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -124,15 +123,9 @@ def build(session: Session, org: Organisation, *, end: datetime, start: datetime
     previous_start = start - length
     in_period = (col(Objection.created_at) >= start, col(Objection.created_at) < end)
 
-    total, reps = session.exec(
-        select(func.count(), func.count(func.distinct(Objection.reporter_id))).where(*in_period)
-    ).one()
-    previous_total = session.exec(
-        select(func.count()).where(
-            col(Objection.created_at) >= previous_start, col(Objection.created_at) < start
-        )
-    ).one()
-
+    # Each pass over the period's rows costs the same as the next: the totals come from the
+    # per-theme counts where they can, and the two latest trend points are those counts too.
+    reps = session.exec(select(func.count(func.distinct(Objection.reporter_id))).where(*in_period)).one()
     by_theme = {
         theme_id: (n, r)
         for theme_id, n, r in session.exec(
@@ -142,6 +135,7 @@ def build(session: Session, org: Organisation, *, end: datetime, start: datetime
         )
     }
     before = _counts(session, previous_start, start)
+    total, previous_total = sum(n for n, _ in by_theme.values()), sum(before.values())
     names = {t.id: t for t in session.exec(select(Theme).where(col(Theme.id).in_(list(by_theme))))}
 
     heard_before = _heard_before(session, list(by_theme), start)
@@ -160,9 +154,9 @@ def build(session: Session, org: Organisation, *, end: datetime, start: datetime
 
     ranked = sorted(by_theme, key=lambda t: (-by_theme[t][0], names[t].name))
     shown = [line(t) for t in ranked[:THEMES_SHOWN]]
-    trends = _trends(session, [t.id for t in shown], end, length)
+    trends = _trends(session, [t.id for t in shown], start - length, length, periods=TREND_PERIODS - 2)
     for theme in shown:
-        theme.trend = trends.get(theme.id, [0] * TREND_PERIODS)
+        theme.trend = [*trends.get(theme.id, []), theme.previous, theme.objections]
     _details(session, shown, start, end, quote_names=bool(org.digest and org.digest.quote_names))
 
     everyone = [line(t) for t in ranked]
@@ -217,13 +211,15 @@ def _heard_before(session: Session, theme_ids: list[int], start: datetime) -> se
     }
 
 
-def _trends(session: Session, theme_ids: list[int], end: datetime, length: timedelta) -> dict[int, list[int]]:
-    """Objections per period over the last eight periods, for these themes: one indexed count
-    per period, so that the cost does not grow with the years of history behind them."""
+def _trends(
+    session: Session, theme_ids: list[int], end: datetime, length: timedelta, *, periods: int
+) -> dict[int, list[int]]:
+    """Objections per period over the `periods` periods before `end`, oldest first, for these
+    themes: one indexed count per period, so that years of history behind them cost nothing."""
     trends: dict[int, list[int]] = {t: [] for t in theme_ids}
     if not theme_ids:
         return trends
-    for back in range(TREND_PERIODS - 1, -1, -1):
+    for back in range(periods - 1, -1, -1):
         counts = _counts(session, end - (back + 1) * length, end - back * length, theme_ids)
         for theme_id in theme_ids:
             trends[theme_id].append(counts.get(theme_id, 0))
@@ -234,49 +230,45 @@ def _details(
     session: Session, shown: list[ThemeLine], start: datetime, end: datetime, *, quote_names: bool
 ) -> None:
     """Fill in each shown theme's most involved segments and competitors, and its quotes: the
-    first words of its most widely heard groups, never from a confidential objection."""
-    by_id = {t.id: t for t in shown}
-    where = (
-        col(Objection.theme_id).in_(list(by_id)),
-        col(Objection.created_at) >= start,
-        col(Objection.created_at) < end,
-    )
-    for column, attribute in ((Objection.segment, "segments"), (Objection.competitor, "competitors")):
-        per_theme: dict[int, list[tuple[str, int]]] = defaultdict(list)
-        for theme_id, value, n in session.exec(
-            select(Objection.theme_id, column, func.count())
-            .where(*where, col(column).is_not(None))
-            .group_by(col(Objection.theme_id), col(column))
-        ):
-            per_theme[theme_id].append((str(value), int(n)))
-        for theme_id, values in per_theme.items():
-            setattr(by_id[theme_id], attribute, sorted(values, key=lambda v: (-v[1], v[0]))[:2])
-    voices: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for theme_id, _group, reps, first in session.exec(
-        select(
-            Objection.theme_id,
-            Objection.group_id,
-            func.count(func.distinct(Objection.reporter_id)),
-            func.min(Objection.id),
+    first words of its most widely heard groups, never from a confidential objection.
+
+    A few small queries per theme, each grouped and cut to its top rows by the database over
+    the (theme, time) index: only a handful of rows ever reach Python, however busy the week."""
+    quoted: dict[int, ThemeLine] = {}
+    for theme in shown:
+        where = (
+            Objection.theme_id == theme.id,
+            col(Objection.created_at) >= start,
+            col(Objection.created_at) < end,
         )
-        .where(*where, col(Objection.confidential).is_(False))
-        .group_by(col(Objection.theme_id), col(Objection.group_id))
-    ):
-        voices[theme_id].append((int(reps), int(first or 0)))
-    chosen = {
-        first: theme_id
-        for theme_id, groups in voices.items()
-        for _, first in sorted(groups, key=lambda v: (-v[0], v[1]))[:QUOTES]
-    }
-    if not chosen:
+        for column, attribute in ((Objection.segment, "segments"), (Objection.competitor, "competitors")):
+            top = session.exec(
+                select(column, func.count())
+                .where(*where, col(column).is_not(None))
+                .group_by(col(column))
+                .order_by(func.count().desc(), col(column))
+                .limit(2)
+            ).all()
+            setattr(theme, attribute, [(str(value), int(n)) for value, n in top])
+        voices = func.count(func.distinct(Objection.reporter_id))
+        first = func.min(Objection.id)
+        for _group, _voices, objection_id in session.exec(
+            select(Objection.group_id, voices, first)
+            .where(*where, col(Objection.confidential).is_(False))
+            .group_by(col(Objection.group_id))
+            .order_by(voices.desc(), first)
+            .limit(QUOTES)
+        ):
+            quoted[int(objection_id or 0)] = theme
+    if not quoted:
         return
     for objection in session.exec(
-        select(Objection).where(col(Objection.id).in_(list(chosen))).order_by(col(Objection.id))
+        select(Objection).where(col(Objection.id).in_(list(quoted))).order_by(col(Objection.id))
     ):
         quote = f"“{clip(objection.text, 160)}”"
         if quote_names and objection.reporter_id is not None:
             quote += f" — {directory.name_of(session, objection.reporter_id)}"
-        by_id[chosen[objection.id or 0]].quotes.append(quote)
+        quoted[objection.id or 0].quotes.append(quote)
 
 
 def _gaps(
