@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,8 @@ from storage import audit
 from storage.models import Asset, Objection, Theme
 
 NAME_WORDS = 3
+RECENT = timedelta(days=182)
+RECENT_THEMES = 500
 USAGE = (
     "/objection theme rename <theme> to <new name>\n"
     "/objection theme merge <theme> into <theme>\n"
@@ -47,11 +49,33 @@ def active(session: Session) -> list[Theme]:
     )
 
 
+def candidates(session: Session, now: datetime) -> list[Theme]:
+    """The themes a new objection may join: the taxonomy's, and those heard in the last half
+    year (at most the 500 most recently heard), so that the comparison stays quick however
+    many themes years of objections have left behind."""
+    recent = session.exec(
+        select(Theme)
+        .where(
+            col(Theme.merged_into_id).is_(None),
+            col(Theme.key).is_(None),
+            col(Theme.last_heard_at) >= now - RECENT,
+        )
+        .order_by(col(Theme.last_heard_at).desc())
+        .limit(RECENT_THEMES)
+    ).all()
+    listed = session.exec(
+        select(Theme)
+        .where(col(Theme.merged_into_id).is_(None), col(Theme.key).is_not(None))
+        .order_by(col(Theme.id))
+    ).all()
+    return [*listed, *sorted(recent, key=lambda t: t.id or 0)]
+
+
 def assign(session: Session, ctx: Context, text: str, *, hint: str = "", now: datetime) -> Theme:
     """The theme for what a customer said: the taxonomy's cue words first, then the theme whose
     objections it resembles most (enough), else a new theme named after its words. The
     theme's profile takes the text in, so that the next like objection finds it."""
-    themes = active(session)
+    themes = candidates(session, now)
     grouper = grouping.grouper_named(ctx.org.objections.grouping)
     # Cue words in app.yaml's order, so that a tie goes to the theme listed first there.
     order = list(ctx.org.objections.themes)
@@ -72,6 +96,7 @@ def assign(session: Session, ctx: Context, text: str, *, hint: str = "", now: da
     assert theme is not None
     theme.profile = grouper.absorb(theme.profile, [text])
     theme.size += 1
+    theme.last_heard_at = max(theme.last_heard_at or now, now)
     session.add(theme)
     session.flush()
     return theme
@@ -188,6 +213,8 @@ def merge(session: Session, ctx: Context, actor: Actor, source: Theme, target: T
     target.profile = _merged_profile(grouper, target, source)
     target.size += source.size
     target.cues = sorted({*target.cues, *source.cues})
+    heard = [t for t in (target.last_heard_at, source.last_heard_at) if t is not None]
+    target.last_heard_at = max(heard) if heard else None
     source.merged_into_id, source.size, source.profile = target.id, 0, {}
     session.add_all([source, target])
     audit.record(
@@ -218,7 +245,10 @@ def split(
     if find(session, new_name) is not None:
         raise Refusal(f"There is a theme called “{new_name}” already; pick another name.")
     new = Theme(
-        name=" ".join(new_name.split())[:60] or name_for(chosen[0].text), origin="split", created_at=now
+        name=" ".join(new_name.split())[:60] or name_for(chosen[0].text),
+        origin="split",
+        created_at=now,
+        last_heard_at=now,
     )
     session.add(new)
     session.flush()

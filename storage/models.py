@@ -199,6 +199,7 @@ class Theme(SQLModel, table=True):
     size: int = 0
     profile: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime
+    last_heard_at: datetime | None = Field(default=None, index=True)
 
 
 class Objection(SQLModel, table=True):

@@ -182,3 +182,14 @@ def test_the_shipped_taxonomy_is_loaded_at_start(files: dict[str, str]) -> None:
     rep = directory.console_actor(ctx, "rep1")
     assert "theme: security" in inbound.command(ctx, rep, "objection", "their GDPR review").text
     db.dispose()
+
+
+def test_semantic_grouping_without_its_extra_is_refused_at_start_with_the_fix(files: dict[str, str]) -> None:
+    from handlers import semantic
+
+    if semantic.available():
+        pytest.skip("the semantic extra is installed here")
+    config = Path(files["config"])
+    config.write_text(ORG_YAML.replace("objections:\n", "objections:\n  grouping: semantic\n", 1))
+    code, _, err = cli(files, "digest")
+    assert code == 2 and "pip install '.[semantic]'" in err and "Traceback" not in err

@@ -30,11 +30,14 @@ def upgrade() -> None:
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('profile', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_heard_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['merged_into_id'], ['theme.id'], name=op.f('fk_theme_merged_into_id_theme')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_theme')),
     sa.UniqueConstraint('key', name=op.f('uq_theme_key')),
     sa.UniqueConstraint('name', name=op.f('uq_theme_name'))
     )
+    with op.batch_alter_table('theme', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_theme_last_heard_at'), ['last_heard_at'], unique=False)
     with op.batch_alter_table('objection', schema=None) as batch_op:
         batch_op.add_column(sa.Column('theme_id', sa.Integer(), nullable=True))
 
