@@ -15,11 +15,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import func
+from sqlmodel import select
+
 from benchmarks import common
 from handlers import directory, inbound, setup
 from handlers.context import Context
 from handlers.organisation import parse_organisation
 from storage.database import Database
+from storage.models import Theme
 
 SAYINGS = {
     "price": [
@@ -100,6 +104,22 @@ def run(db: Database, args: argparse.Namespace) -> None:
     began = time.perf_counter()
     inbound.command(ctx, marketer, "objection", "list price")
     print(f"/objection list price: {(time.perf_counter() - began) * 1000:.0f} ms")
+    with db.session() as session:
+        print(f"themes after the month: {session.exec(select(func.count()).select_from(Theme)).one()}")
+
+    # Text that shares nothing starts a theme of its own: with many such themes heard lately,
+    # every new objection is compared with each of them (at most 500).
+    vocabulary = [f"{a}{b}" for a in ("zor", "qua", "vex", "lum", "dri", "pol") for b in range(80)]
+    for _ in range(600):
+        inbound.command(ctx, rng.choice(reps), "objection", " ".join(rng.sample(vocabulary, 4)))
+    with db.session() as session:
+        found = session.exec(select(func.count()).select_from(Theme)).one()
+    timings = []
+    for _ in range(200):
+        began = time.perf_counter()
+        inbound.command(ctx, rng.choice(reps), "objection", saying(rng))
+        timings.append((time.perf_counter() - began) * 1000)
+    print(f"/objection <text> with {found} themes heard lately: {common.percentiles(timings)}")
 
 
 if __name__ == "__main__":

@@ -38,10 +38,10 @@ from storage.models import (
 )
 
 TREND_PERIODS = 8
+# About twenty items in all, so that it stays a five-minute read.
 THEMES_SHOWN = 6
 QUOTES = 2
-LISTS = 3  # new themes, rising themes, gaps, decisions: at most this many each
-REASONS = 5
+NEW, RISING, GAPS, USEFUL, REASONS, DECISIONS = 2, 2, 3, 2, 3, 3
 WEEK = timedelta(days=7)
 
 
@@ -160,11 +160,11 @@ def build(session: Session, org: Organisation, *, end: datetime, start: datetime
     _details(session, shown, start, end, quote_names=bool(org.digest and org.digest.quote_names))
 
     everyone = [line(t) for t in ranked]
-    new_themes = [t for t in everyone if t.new][:LISTS]
+    new_themes = [t for t in everyone if t.new][:NEW]
     rising = sorted(
         (t for t in everyone if t.objections >= 3 and t.objections > t.previous and not t.new),
         key=lambda t: (-(t.objections - t.previous) / max(t.previous, 1), t.name),
-    )[:LISTS]
+    )[:RISING]
     unanswered, growing = _gaps(session, everyone, start, length)
     useful, reasons = _asset_feedback(session, start, end)
     return Digest(
@@ -280,7 +280,7 @@ def _gaps(
     for asset in sorted(published, key=lambda a: a.published_at or a.created_at):
         for theme_id in asset.themes:
             answered_by[theme_id] = asset  # the latest asset for the theme
-    unanswered = [Gap(t.id, t.name, t.objections) for t in themes if t.id not in answered_by][:LISTS]
+    unanswered = [Gap(t.id, t.name, t.objections) for t in themes if t.id not in answered_by][:GAPS]
     growing = []
     for t in themes:
         answer = answered_by.get(t.id)
@@ -288,7 +288,9 @@ def _gaps(
             continue  # no asset, or too recent to judge
         if t.objections > t.previous:
             growing.append(Gap(t.id, t.name, t.objections, answer.id, answer.title, t.previous))
-    return unanswered, growing[:LISTS]
+    # Both kinds of gap share the room: growth despite an asset is the rarer, louder signal.
+    growing = growing[:GAPS]
+    return unanswered[: GAPS - len(growing)], growing
 
 
 def _asset_feedback(
@@ -301,7 +303,7 @@ def _asset_feedback(
         .where(*in_period, AssetFeedback.kind == "useful")
         .group_by(col(Asset.id), col(Asset.title))
         .order_by(func.count().desc(), col(Asset.id))
-        .limit(LISTS)
+        .limit(USEFUL)
     ).all()
     reasons = session.exec(
         select(Asset.id, Asset.title, AssetFeedback.reason)
@@ -320,7 +322,7 @@ def _decisions(session: Session) -> list[DecisionLine]:
     from handlers.strategy import acknowledgement_count  # strategy's own measure of it
 
     decisions = session.exec(
-        select(Decision).where(Decision.status == "active").order_by(col(Decision.id).desc()).limit(LISTS)
+        select(Decision).where(Decision.status == "active").order_by(col(Decision.id).desc()).limit(DECISIONS)
     ).all()
     found = []
     for decision in decisions:
