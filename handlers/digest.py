@@ -100,6 +100,7 @@ class Digest:
     growing_after_asset: list[Gap]
     useful_assets: list[AssetLine]
     doesnt_fit: list[AssetLine]
+    doesnt_fit_more: int  # reasons of the period beyond those shown; /asset show has them all
     decisions: list[DecisionLine]
 
     @property
@@ -166,7 +167,7 @@ def build(session: Session, org: Organisation, *, end: datetime, start: datetime
         key=lambda t: (-(t.objections - t.previous) / max(t.previous, 1), t.name),
     )[:RISING]
     unanswered, growing = _gaps(session, everyone, start, length)
-    useful, reasons = _asset_feedback(session, start, end)
+    useful, reasons, more = _asset_feedback(session, start, end)
     return Digest(
         start=start,
         end=end,
@@ -180,6 +181,7 @@ def build(session: Session, org: Organisation, *, end: datetime, start: datetime
         growing_after_asset=growing,
         useful_assets=useful,
         doesnt_fit=reasons,
+        doesnt_fit_more=more,
         decisions=_decisions(session),
     )
 
@@ -295,7 +297,7 @@ def _gaps(
 
 def _asset_feedback(
     session: Session, start: datetime, end: datetime
-) -> tuple[list[AssetLine], list[AssetLine]]:
+) -> tuple[list[AssetLine], list[AssetLine], int]:
     in_period = (col(AssetFeedback.at) >= start, col(AssetFeedback.at) < end)
     useful = session.exec(
         select(Asset.id, Asset.title, func.count())
@@ -312,9 +314,13 @@ def _asset_feedback(
         .order_by(col(AssetFeedback.at))
         .limit(REASONS)
     ).all()
+    all_reasons = session.exec(
+        select(func.count()).select_from(AssetFeedback).where(*in_period, AssetFeedback.kind == "doesnt-fit")
+    ).one()
     return (
         [AssetLine(int(i), t, useful=int(n)) for i, t, n in useful if i is not None],
         [AssetLine(int(i), t, reason=r or "(a 👎, no reason given)") for i, t, r in reasons if i is not None],
+        int(all_reasons) - len(reasons),
     )
 
 
@@ -374,6 +380,10 @@ def card(digest: Digest, timezone: str) -> Card:
         sections.append(Section(heading="Gaps", text="\n".join(gaps)))
     feedback = [f"Most useful: “{a.title}” ({a.useful} 👍)" for a in digest.useful_assets]
     feedback += [f"Doesn't fit: “{a.title}” — {clip(a.reason or '', 200)}" for a in digest.doesnt_fit]
+    if digest.doesnt_fit_more:
+        feedback.append(
+            f"… and {count(digest.doesnt_fit_more, 'more reason')}: /asset list, then /asset show <id>"
+        )
     if feedback:
         sections.append(Section(heading="Assets", text="\n".join(feedback)))
     strategy = [
