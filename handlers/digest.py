@@ -30,9 +30,7 @@ from storage.models import (
     AssetFeedback,
     Decision,
     DigestIssue,
-    Identity,
     Objection,
-    Person,
     Question,
     Theme,
 )
@@ -519,7 +517,7 @@ def send_weekly(ctx: Context) -> int:
             return 0
         if not _first_for_period(session, digest.start.date(), local_today, now):
             return 0
-        recipients = _recipients(session, settings.recipients)
+        recipients = directory.person_ids(session, settings.recipients)
         shown = card(digest, ctx.org.organisation.timezone)
         return messages.send_to_each(session, recipients, shown, subject=f"digest:{local_today}", now=now)
 
@@ -541,21 +539,3 @@ def _first_for_period(session: Session, start: date, end: date, now: datetime) -
         return True
     except IntegrityError:
         return False
-
-
-def _recipients(session: Session, refs: list[str]) -> list[int]:
-    found: list[int] = []
-    for ref in refs:
-        kind, sep, rest = ref.partition(":")
-        person_id: int | None
-        if not sep:
-            person_id = session.exec(select(Person.id).where(Person.key == ref)).first()
-        elif kind == "email":
-            person_id = session.exec(select(Person.id).where(Person.email == rest)).first()
-        else:
-            person_id = session.exec(
-                select(Identity.person_id).where(Identity.platform == kind, Identity.external_id == rest)
-            ).first()
-        if person_id is not None and person_id not in found:
-            found.append(person_id)
-    return found

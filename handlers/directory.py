@@ -169,6 +169,24 @@ def _resolve(session: Session, people: dict[str, Person], refs: Iterable[str]) -
     return found
 
 
+def person_ids(session: Session, refs: Iterable[str]) -> list[int]:
+    """The people that app.yaml references name (key, email:…, slack:…, teams:…), in order,
+    once each; a reference to someone Touchline has not met yet names nobody."""
+    found: list[int] = []
+    for ref in refs:
+        kind, sep, rest = ref.partition(":")
+        person: Person | None
+        if not sep:
+            person = session.exec(select(Person).where(Person.key == ref)).first()
+        elif kind == "email":
+            person = session.exec(select(Person).where(Person.email == rest)).first()
+        else:
+            person = _person_for_identity(session, kind, rest)
+        if person is not None and person.id is not None and person.id not in found:
+            found.append(person.id)
+    return found
+
+
 def _person_for_identity(session: Session, platform: str, external_id: str) -> Person | None:
     identity = session.exec(
         select(Identity).where(Identity.platform == platform, Identity.external_id == external_id)

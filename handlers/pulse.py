@@ -389,20 +389,8 @@ def _close(session: Session, ctx: Context, run: PulseRun) -> int:
     session.add(run)
     session.flush()
     card = results_card(session, ctx, run)
-    leaders = _people_with_role(session, ctx.org, "leader")
+    leaders = directory.person_ids(session, ctx.org.roles.get("leader", []))
     return messages.send_to_each(session, leaders, card, subject=f"pulse:{run.id}", now=ctx.now())
-
-
-def _people_with_role(session: Session, org: Organisation, role: str) -> list[int]:
-    people = session.exec(select(Person)).all()
-    identities: dict[int, list[Identity]] = {}
-    for identity in session.exec(select(Identity)):
-        identities.setdefault(identity.person_id, []).append(identity)
-    return [
-        p.id
-        for p in people
-        if p.id is not None and role in directory.roles_of(org, p, identities.get(p.id, []))
-    ]
 
 
 # --- results -------------------------------------------------------------------------------------
