@@ -19,6 +19,8 @@ from bot import logs
 from bot.bootstrap import build_context
 from bot.config import ConfigError, Settings, load_environment, load_settings, summary
 from bot.console.repl import run_console
+from bot.server import Touchline, stop_on_signals
+from bot.slack import manifest
 from handlers import digest, exports, pulse
 from handlers.context import Context, Refusal
 from scheduler.runner import SchedulerRunner
@@ -102,12 +104,15 @@ def console_command(config: ConfigOption = None, person: AsOption = None, live: 
 
 @app.command("serve")
 def serve_command(config: ConfigOption = None, person: AsOption = None, live: LiveOption = None) -> None:
-    """Run Touchline. With no Slack or Teams credentials set, it runs the console in this terminal."""
+    """Run Touchline: its server for Slack when Slack's credentials are set, else the console here."""
     settings = settings_or_exit(config)
     env = settings.env
-    if env.slack_configured or env.teams_configured:
+    if env.slack_configured:
+        _serve(settings)
+        return
+    if env.teams_configured:
         typer.echo(
-            "Slack/Teams credentials are set, but this version of Touchline serves the console only.",
+            "Teams credentials are set, but this version of Touchline serves Slack and the console only.",
             err=True,
         )
     typer.echo(
@@ -248,6 +253,57 @@ def digest_command(
             if not result.themes:
                 fail("No chart: the period has no objections.")
             chart.write_bytes(digest.chart(result, timezone).png)
+
+
+def _serve(settings: Settings) -> None:
+    env = settings.env
+    logs.configure(env.log_level, env.log_format)
+    try:
+        ctx = build_context(settings)
+    except (DatabaseNotReady, ConfigError) as error:
+        fail(str(error))
+    touchline = Touchline.build(ctx, env)
+    runner = SchedulerRunner(ctx)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+
+        async def ready(address: str) -> None:
+            mode = " and Socket Mode" if env.slack_app_token is not None else ""
+            name = settings.org.organisation.name
+            typer.echo(f"Touchline for {name} serves Slack at {address}/slack/events{mode}.")
+
+        await touchline.run(stop, on_ready=ready)
+
+    runner.start()
+    try:
+        asyncio.run(main())
+    except OSError as error:
+        fail(f"Cannot listen on {env.host}:{env.port}: {error.strerror}. Set HOST and PORT.")
+    finally:
+        runner.stop()
+        ctx.db.dispose()
+
+
+@app.command("manifest")
+def manifest_command(
+    platform: Annotated[str, typer.Argument(help="slack")],
+    url: Annotated[
+        str | None,
+        typer.Option(help="Where Slack reaches Touchline, e.g. https://touchline.example.com"),
+    ] = None,
+    socket_mode: Annotated[
+        bool, typer.Option("--socket-mode", help="Touchline connects to Slack instead (no public address)")
+    ] = False,
+) -> None:
+    """Print the app manifest to paste when creating the app on the platform."""
+    if platform != "slack":
+        fail(f"No manifest for {platform!r}; try: touchline manifest slack --url https://…")
+    try:
+        typer.echo(manifest.slack_manifest(url, socket_mode=socket_mode), nl=False)
+    except ValueError as error:
+        fail(str(error))
 
 
 def _console(settings: Settings, person: str | None, live: bool | None) -> None:

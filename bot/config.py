@@ -206,10 +206,16 @@ def summary(settings: Settings) -> str:
     lines.append(f"  digest: {'to ' + ', '.join(org.digest.recipients) if org.digest else 'none'}")
     lines.append(f"  objection themes: {', '.join(org.objections.themes) or 'none'}")
     lines.append(f"  known competitors: {', '.join(org.objections.competitors) or 'none'}")
-    lines.append("  platforms: console")
-    ignored = [p for p, on in (("Slack", env.slack_configured), ("Teams", env.teams_configured)) if on]
-    if ignored:
-        lines.append(
-            f"  note: {' and '.join(ignored)} credentials are set, but this version serves the console only"
+    if env.slack_configured:
+        how = (
+            "Socket Mode" if env.slack_app_token is not None else f"http://{env.host}:{env.port}/slack/events"
         )
+        lines.append(f"  platforms: Slack ({how})")
+    else:
+        lines.append("  platforms: console (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET for Slack)")
+    if env.teams_configured:
+        lines.append("  note: Teams credentials are set, but this version serves Slack and the console only")
+    slack_targets = any(t.startswith("slack:") for a in org.audiences.values() for t in a.targets)
+    if slack_targets and not env.slack_configured:
+        lines.append("  note: audiences name Slack channels, but Slack is not configured: their posts wait")
     return "\n".join(lines)

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot.platform import DeliveryError, Platform
+from handlers import messages
 from handlers.context import utcnow
 from handlers.ui import Card
 from storage import outbox
 from storage.database import Database
+from storage.models import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,9 @@ class DeliveryWorker:
             if error.permanent:
                 log.warning("delivery %s to %s failed: %s", row.id, row.platform, error.reason)
                 outbox.mark_failed(session, row, error=error.reason, now=now)
+                failed = session.get(Outbox, row.id)
+                if failed is not None:
+                    messages.report_failure(session, failed, error.reason, now=now)
             elif error.retry_after is not None:
                 due = now + timedelta(seconds=max(error.retry_after, 0.0))
                 outbox.mark_retry(session, row, error=f"rate limited: {error.reason}", due_at=due)

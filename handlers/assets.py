@@ -198,7 +198,14 @@ def publish(session: Session, ctx: Context, actor: Actor, values: Mapping[str, A
     session.add(asset)
     session.flush()
     targets = _set_audiences(session, asset, clean["audiences"])
-    messages.post(session, targets, asset_card(session, ctx, asset), subject=_subject(asset), now=now)
+    messages.post(
+        session,
+        targets,
+        asset_card(session, ctx, asset),
+        subject=_subject(asset),
+        now=now,
+        sender_id=actor.person_id,
+    )
     told = _close_the_loop(session, ctx, asset, now)
     audit.record(session, at=now, actor_id=actor.person_id, action="asset.publish", subject=_subject(asset))
     text = f"📎 Asset #{asset.id} “{asset.title}” is going out to {count(len(targets), 'channel')}."
@@ -239,7 +246,14 @@ def draft(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any
     session.add(asset)
     session.flush()
     targets = _set_audiences(session, asset, clean["audiences"])
-    messages.post(session, targets, asset_card(session, ctx, asset), subject=_draft_subject(asset), now=now)
+    messages.post(
+        session,
+        targets,
+        asset_card(session, ctx, asset),
+        subject=_draft_subject(asset),
+        now=now,
+        sender_id=actor.person_id,
+    )
     audit.record(session, at=now, actor_id=actor.person_id, action="asset.draft", subject=_subject(asset))
     return Reply(
         text=f"📝 Draft #{asset.id} “{asset.title}” is out for input in {count(len(targets), 'channel')} "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, union, update
@@ -19,7 +19,9 @@ from storage.models import (
     AuditEntry,
     Decision,
     DecisionAudience,
+    GroupMember,
     Identity,
+    Outbox,
     Person,
     Question,
 )
@@ -111,6 +113,8 @@ def _claim_identity(session: Session, person: Person, platform: str, external_id
 # Every column that points at a person, so that merging two records of one person misses none.
 PERSON_REFERENCES: tuple[tuple[type[SQLModel], str], ...] = (
     (Identity, "person_id"),
+    (GroupMember, "person_id"),
+    (Outbox, "sender_id"),
     (Acknowledgement, "person_id"),
     (AudienceMember, "person_id"),
     (Decision, "author_id"),
@@ -129,6 +133,12 @@ def _merge(session: Session, *, source_id: int, into: Person) -> None:
     session.execute(
         delete(Acknowledgement).where(
             col(Acknowledgement.person_id) == source_id, col(Acknowledgement.decision_id).in_(acknowledged)
+        )
+    )
+    grouped = select(GroupMember.group_ref).where(GroupMember.person_id == into.id)
+    session.execute(
+        delete(GroupMember).where(
+            col(GroupMember.person_id) == source_id, col(GroupMember.group_ref).in_(grouped)
         )
     )
     belongs = select(AudienceMember.audience_id).where(AudienceMember.person_id == into.id)
@@ -157,6 +167,14 @@ def _resolve(session: Session, people: dict[str, Person], refs: Iterable[str]) -
             person = people.get(ref)
         elif kind == "email":
             person = session.exec(select(Person).where(Person.email == rest)).first()
+        elif kind.endswith("-group"):
+            # A user group: whoever the platform said was in it when it was last read.
+            found += session.exec(
+                select(Person)
+                .join(GroupMember, col(GroupMember.person_id) == col(Person.id))
+                .where(GroupMember.group_ref == ref)
+            ).all()
+            continue
         else:
             person = _person_for_identity(session, kind, rest)
             if person is None:
@@ -194,13 +212,75 @@ def _person_for_identity(session: Session, platform: str, external_id: str) -> P
     return session.get(Person, identity.person_id) if identity else None
 
 
-def roles_of(org: Organisation, person: Person, identities: Iterable[Identity]) -> frozenset[str]:
-    """The roles `app.yaml` gives this person, by key, e-mail or platform id."""
-    names = {person.key}
+def roles_of(
+    org: Organisation, person: Person, identities: Iterable[Identity], groups: Iterable[str] = ()
+) -> frozenset[str]:
+    """The roles `app.yaml` gives this person, by key, e-mail, platform id or user group."""
+    names = {person.key, *groups}
     if person.email:
         names.add(f"email:{person.email.lower()}")
     names.update(f"{i.platform}:{i.external_id}" for i in identities)
     return org.roles_for(names)
+
+
+def groups_of(session: Session, person_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The user groups (`slack-group:S…`) each of these people was last seen in."""
+    found: dict[int, list[str]] = {}
+    for member in session.exec(select(GroupMember).where(col(GroupMember.person_id).in_(person_ids))):
+        found.setdefault(member.person_id, []).append(member.group_ref)
+    return found
+
+
+def meet(session: Session, platform: str, external_id: str, *, name: str | None = None) -> Person:
+    """The person behind a platform id, created (with no role) the first time they are named."""
+    person = _person_for_identity(session, platform, external_id)
+    if person is None:
+        person = Person(key=f"{platform}:{external_id}", name=name or external_id)
+        session.add(person)
+        session.flush()
+        _claim_identity(session, person, platform, external_id)
+    return person
+
+
+def set_group_members(ctx: Context, group_ref: str, platform: str, external_ids: Sequence[str]) -> int:
+    """Record who is in a user group now (as the platform lists them); returns how many."""
+    with ctx.db.session() as session:
+        wanted = {meet(session, platform, e).id for e in external_ids}
+        session.execute(delete(GroupMember).where(col(GroupMember.group_ref) == group_ref))
+        for person_id in sorted(p for p in wanted if p is not None):
+            session.add(GroupMember(group_ref=group_ref, person_id=person_id))
+    return len(wanted)
+
+
+def set_channel_members(ctx: Context, platform: str, channels: Mapping[str, Sequence[str] | None]) -> int:
+    """Record who is in the channels audiences post to, as members of those audiences (the Y of
+    "acknowledged by X of Y"): an audience's members from the platform are everyone in any of its
+    channels. A channel whose members could not be read (None) leaves its audiences as they were.
+    Returns how many people the channels hold."""
+    with ctx.db.session() as session:
+        targets = session.exec(select(AudienceTarget).where(AudienceTarget.platform == platform)).all()
+        people = {
+            address: {meet(session, platform, e).id for e in ids}
+            for address, ids in channels.items()
+            if ids is not None
+        }
+        by_audience: dict[int, list[str]] = {}
+        for target in targets:
+            by_audience.setdefault(target.audience_id, []).append(target.address)
+        for audience_id, addresses in by_audience.items():
+            if any(people.get(a) is None for a in addresses if a in channels):
+                continue  # one of its channels is unreadable now: keep what was known
+            wanted = {p for a in addresses for p in people.get(a, set()) if p is not None}
+            existing = {
+                m.person_id: m
+                for m in session.exec(select(AudienceMember).where(AudienceMember.audience_id == audience_id))
+            }
+            for person_id, member in existing.items():
+                if member.source == platform and person_id not in wanted:
+                    session.delete(member)
+            for person_id in sorted(wanted - set(existing)):
+                session.add(AudienceMember(audience_id=audience_id, person_id=person_id, source=platform))
+    return len(set().union(*people.values())) if people else 0
 
 
 def identify(
@@ -236,12 +316,13 @@ def identify(
         session.flush()
         assert person.id is not None
         identities = session.exec(select(Identity).where(Identity.person_id == person.id)).all()
+        groups = groups_of(session, [person.id]).get(person.id, [])
         return Actor(
             platform=platform,
             user_id=user_id,
             name=person.name,
             person_id=person.id,
-            roles=roles_of(ctx.org, person, identities),
+            roles=roles_of(ctx.org, person, identities, groups),
             timezone=person.timezone or timezone or ctx.org.organisation.timezone,
         )
 

@@ -12,7 +12,7 @@ from sqlmodel import Session
 from handlers import assets, digest, help, objections, pulse, strategy
 from handlers.context import Actor, Context, FormErrors, PostRef, Refusal
 from handlers.ui import Reply
-from storage import outbox
+from storage import inbound_events, outbox
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ ACTIONS: dict[str, OnText] = {
     strategy.ANSWER: strategy.open_answer,
     objections.EDIT: objections.edit,
     objections.WITHDRAW: objections.withdraw,
+    objections.FROM_MESSAGE: objections.from_message,
     assets.USEFUL: assets.mark_useful,
     assets.USED: assets.mark_used,
     assets.DOESNT_FIT: assets.open_doesnt_fit,
@@ -121,17 +122,25 @@ def submit(ctx: Context, actor: Actor, form_id: str, values: Mapping[str, Any]) 
     return _run(ctx, lambda s: handler(s, ctx, actor, values))
 
 
-def reaction(ctx: Context, actor: Actor, post: PostRef, emoji: str, added: bool) -> Reply:
+def reaction(
+    ctx: Context, actor: Actor, post: PostRef, emoji: str, added: bool, *, event_id: str | None = None
+) -> Reply:
     """An emoji reaction on a Touchline post, mapped through `reactions:` in app.yaml.
 
     Reactions that mean nothing here, or on posts that are not Touchline's, are ignored:
-    people react to messages for many reasons.
+    people react to messages for many reasons. `event_id` is the platform's id of the event:
+    recorded in the same unit of work, so that a retry of it changes nothing, while a first
+    delivery that failed half-way can still be retried.
     """
     meaning = ctx.org.reactions.get(normalise_emoji(emoji))
     if meaning is None:
         return Reply()
 
     def handle(session: Session) -> Reply:
+        if event_id and not inbound_events.first_time(
+            session, platform=post.platform, event_id=event_id, now=ctx.now()
+        ):
+            return Reply()
         row = outbox.find_post(
             session, platform=post.platform, address=post.address, message_ref=post.message_ref
         )

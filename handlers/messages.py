@@ -5,23 +5,59 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from handlers import directory
-from handlers.ui import Card
+from handlers.ui import Card, Section
 from storage import outbox
+from storage.models import Outbox
 
 
 def post(
-    session: Session, channels: Sequence[tuple[str, str]], card: Card, *, subject: str, now: datetime
+    session: Session,
+    channels: Sequence[tuple[str, str]],
+    card: Card,
+    *,
+    subject: str,
+    now: datetime,
+    sender_id: int | None = None,
 ) -> int:
-    """Queue `card` for each (platform, address) channel; returns how many."""
+    """Queue `card` for each (platform, address) channel; returns how many. The sender, if
+    given, is told about any channel the post cannot reach."""
     body = card.to_dict()
     for platform, address in channels:
         outbox.enqueue(
-            session, kind=outbox.POST, platform=platform, address=address, card=body, subject=subject, now=now
+            session,
+            kind=outbox.POST,
+            platform=platform,
+            address=address,
+            card=body,
+            subject=subject,
+            now=now,
+            sender_id=sender_id,
         )
     return len(channels)
+
+
+def report_failure(session: Session, row: Outbox, reason: str, *, now: datetime) -> bool:
+    """Tell whoever caused a channel post that it could not be delivered, why, and how far the
+    rest got ("posted to 11 of 12 channels"); True if someone was told."""
+    if row.kind != outbox.POST or row.sender_id is None:
+        return False
+    siblings = session.exec(
+        select(Outbox.status).where(Outbox.subject == row.subject, Outbox.kind == outbox.POST)
+    ).all()
+    title = Card.from_dict(row.card).title
+    delivered = sum(1 for status in siblings if status != outbox.FAILED)
+    card = Card(
+        title=f"Not delivered to one channel: {title}",
+        sections=(
+            Section(text=reason),
+            Section(text=f"It is going to {delivered} of {len(siblings)} channels."),
+        ),
+        footer=f"{row.platform} · {row.address}",
+    )
+    return direct(session, row.sender_id, card, subject=f"failure:{row.id}", now=now)
 
 
 def direct(

@@ -19,7 +19,7 @@ from storage import audit
 from storage.models import Objection, Theme
 
 FORM_ID = "objection.log"
-EDIT, WITHDRAW = "objection.edit", "objection.withdraw"
+EDIT, WITHDRAW, FROM_MESSAGE = "objection.edit", "objection.withdraw", "objection.from_message"
 MAX_TEXT = 2000
 SAME_WINDOW = timedelta(days=30)  # "you are the 7th rep to hear this in the last 30 days"
 EDIT_WINDOW = timedelta(hours=24)
@@ -68,7 +68,12 @@ def on_command(session: Session, ctx: Context, actor: Actor, text: str) -> Reply
 # --- logging -----------------------------------------------------------------------------
 
 
-def objection_form(ctx: Context, *, editing: Objection | None = None) -> Form:
+def from_message(session: Session, ctx: Context, actor: Actor, text: str) -> Reply:
+    """ "Log as objection" on any message: the full form, with the message as the objection."""
+    return Reply(form=objection_form(ctx, said=clip(" ".join(text.split()), MAX_TEXT)))
+
+
+def objection_form(ctx: Context, *, editing: Objection | None = None, said: str | None = None) -> Form:
     taxonomy = ctx.org.objections
     old = editing
 
@@ -89,7 +94,7 @@ def objection_form(ctx: Context, *, editing: Objection | None = None) -> Form:
                 multiline=True,
                 max_length=MAX_TEXT,
                 hint="e.g. “Acme quoted us 30% less for the same seats”",
-                initial=old.text if old else None,
+                initial=old.text if old else said,
             ),
             FormField(
                 "competitor",

@@ -31,6 +31,7 @@ REACTION_ACTIONS: tuple[ReactionAction, ...] = ("got-it", "useful", "used-with-c
 KEY = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
 SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{8,11}$")
 SLACK_USER = re.compile(r"^[UW][A-Z0-9]{8,11}$")
+SLACK_GROUP = re.compile(r"^S[A-Z0-9]{8,11}$")
 TEAMS_CONVERSATION = re.compile(r"^(19:|a:)\S+$")
 TEAMS_USER = re.compile(
     r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|29:\S+)$"
@@ -143,9 +144,11 @@ def _person_ref(value: str) -> str:
         return value
     if kind == "teams" and TEAMS_USER.match(rest):
         return value
+    if kind == "slack-group" and SLACK_GROUP.match(rest):
+        return value
     raise ValueError(
         f'"{value}" does not name a person (write a key from people:, email:name@company.com, '
-        "slack:U0123456789 or teams:<AAD object id>)"
+        "slack:U0123456789, slack-group:S0123456789 (a Slack user group) or teams:<AAD object id>)"
     )
 
 
@@ -360,6 +363,10 @@ def _reference_problems(org: Organisation) -> list[Problem]:
     if org.digest:
         checks += [_RefCheck(("digest", "recipients", i), ref) for i, ref in enumerate(org.digest.recipients)]
     for check in checks:
+        if check.ref.startswith("slack-group:") and check.path[0] == "digest":
+            problems.append(
+                Problem(check.path, "digest recipients are people; a Slack user group is not one")
+            )
         if ":" not in check.ref and check.ref not in org.people:
             known = ", ".join(sorted(org.people)) or "none yet"
             problems.append(

@@ -135,10 +135,11 @@ def members(session: Session, org: Organisation, survey: Survey) -> list[Member]
     identities: dict[int, list[Identity]] = {}
     for identity in session.exec(select(Identity).where(col(Identity.person_id).in_(first_audience))):
         identities.setdefault(identity.person_id, []).append(identity)
+    groups = directory.groups_of(session, list(first_audience))
     found = []
     for person_id, audience in sorted(first_audience.items()):
         person = people[person_id]
-        roles = directory.roles_of(org, person, identities.get(person_id, []))
+        roles = directory.roles_of(org, person, identities.get(person_id, []), groups.get(person_id, []))
         tz = person.timezone or org.organisation.timezone
         found.append(Member(person_id, tz, side_of(roles), audience))
     return found

@@ -168,7 +168,14 @@ def announce(session: Session, ctx: Context, actor: Actor, values: Mapping[str, 
     session.flush()
 
     targets = directory.channels_of(session, [a.id for a in audiences if a.id is not None])
-    messages.post(session, targets, decision_card(session, decision), subject=_subject(decision), now=now)
+    messages.post(
+        session,
+        targets,
+        decision_card(session, decision),
+        subject=_subject(decision),
+        now=now,
+        sender_id=actor.person_id,
+    )
     if old is not None:
         old.status = SUPERSEDED
         session.add(old)
@@ -482,7 +489,9 @@ def answer(session: Session, ctx: Context, actor: Actor, values: Mapping[str, An
             select(DecisionAudience.audience_id).where(DecisionAudience.decision_id == decision.id)
         ).all()
         targets = directory.channels_of(session, audience_ids)
-        messages.post(session, targets, card, subject=f"answer:{question.id}", now=now)
+        messages.post(
+            session, targets, card, subject=f"answer:{question.id}", now=now, sender_id=actor.person_id
+        )
         sent_to = f"the {count(len(targets), 'channel')} the decision was announced in"
     audit.record(
         session,

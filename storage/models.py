@@ -84,6 +84,16 @@ class AudienceMember(SQLModel, table=True):
     source: str = Field(default="config", max_length=16)
 
 
+class GroupMember(SQLModel, table=True):
+    """Who is in a platform's user group that app.yaml names (`slack-group:S…`), as last read."""
+
+    __table_args__ = (UniqueConstraint("group_ref", "person_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    group_ref: str = Field(max_length=64, index=True)
+    person_id: int = Field(foreign_key="person.id", index=True, ondelete="CASCADE")
+
+
 class Decision(SQLModel, table=True):
     """A strategy decision: what, why, and the guardrails reps work within."""
 
@@ -160,6 +170,8 @@ class Outbox(SQLModel, table=True):
     sent_at: datetime | None = None
     message_ref: str | None = Field(default=None, max_length=200)
     error: str | None = Field(default=None, max_length=1000)
+    # Who caused a channel post, to be told if it cannot be delivered.
+    sender_id: int | None = Field(default=None, foreign_key="person.id", ondelete="SET NULL")
 
 
 class InboundEvent(SQLModel, table=True):

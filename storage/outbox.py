@@ -27,6 +27,7 @@ def enqueue(
     now: datetime,
     updates_id: int | None = None,
     due_at: datetime | None = None,
+    sender_id: int | None = None,
 ) -> Outbox:
     """Queue one message; it goes out at `due_at` (default: at once)."""
     row = Outbox(
@@ -38,6 +39,7 @@ def enqueue(
         updates_id=updates_id,
         due_at=due_at or now,
         created_at=now,
+        sender_id=sender_id,
     )
     session.add(row)
     return row

@@ -1,0 +1,147 @@
+"""Touchline as a server: one aiohttp server for the platforms' requests and `/healthz`, the
+delivery worker, and the platforms' own upkeep, in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from aiohttp import web
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import func, text
+from sqlmodel import col, select
+
+from bot.config import Environment
+from bot.delivery import DeliveryWorker
+from bot.platform import Platform
+from bot.slack.app import SlackApp
+from bot.slack.platform import SlackPlatform
+from handlers.context import Context
+from storage import lease, outbox
+from storage.models import Outbox
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1024 * 1024  # Slack's and Teams' requests are small; anything bigger is refused with 413
+REFRESH = timedelta(minutes=10)  # user groups and channel members
+SETTLE = timedelta(seconds=10)  # at shutdown, for work already acknowledged to Slack
+
+
+@dataclass
+class Touchline:
+    """Everything the server runs, built once from the environment (tests build it with fakes)."""
+
+    ctx: Context
+    env: Environment
+    slack: SlackApp | None = None
+    platforms: dict[str, Platform] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, ctx: Context, env: Environment) -> Touchline:
+        touchline = cls(ctx, env)
+        if env.slack_configured:
+            assert env.slack_bot_token is not None and env.slack_signing_secret is not None
+            client = AsyncWebClient(
+                token=env.slack_bot_token.get_secret_value(),
+                base_url=env.slack_api_url or AsyncWebClient.BASE_URL,
+            )
+            touchline.slack = SlackApp(ctx, client, env.slack_signing_secret.get_secret_value())
+            touchline.platforms["slack"] = SlackPlatform(client)
+        return touchline
+
+    def web_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_get("/healthz", self.healthz)
+        if self.slack is not None:
+            app.router.add_post("/slack/events", self.slack.handle)
+        return app
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """Is the database reachable, who runs the scheduler, how old is the oldest message owed."""
+        try:
+            state = await asyncio.to_thread(self._health)
+        except Exception as error:
+            log.warning("health check: %s", type(error).__name__)
+            return web.json_response({"ok": False, "database": "unreachable"}, status=503)
+        return web.json_response({"ok": True, **state})
+
+    def _health(self) -> dict[str, object]:
+        now = self.ctx.now()
+        with self.ctx.db.session() as session:
+            session.execute(text("SELECT 1"))
+            oldest = session.exec(
+                select(func.min(Outbox.created_at)).where(
+                    col(Outbox.status).in_([outbox.PENDING, outbox.SENDING]), col(Outbox.due_at) <= now
+                )
+            ).one()
+            leader = lease.holder_of(session, name="scheduler", now=now)
+        return {
+            "database": "ok",
+            "scheduler": leader or "nobody holds the lease",
+            "outbox_oldest_seconds": round((now - oldest).total_seconds()) if oldest else 0,
+            "platforms": sorted(self.platforms),
+        }
+
+    async def run(
+        self, stop: asyncio.Event, *, on_ready: Callable[[str], Awaitable[None]] | None = None
+    ) -> None:
+        """Serve until `stop` is set: the web server, the delivery worker, and each platform's upkeep."""
+        runner = web.AppRunner(self.web_app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.env.host, self.env.port)
+        await site.start()
+        address = f"http://{self.env.host}:{self.env.port}"
+        if on_ready is not None:
+            await on_ready(address)
+        worker = DeliveryWorker(self.ctx.db, self.platforms, clock=self.ctx.clock)
+        tasks = [asyncio.create_task(worker.run_forever(stop))]
+        socket_mode = None
+        if self.slack is not None:
+            tasks.append(asyncio.create_task(self._keep_fresh(stop)))
+            if self.env.slack_app_token is not None:
+                from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+                socket_mode = AsyncSocketModeHandler(
+                    self.slack.bolt, self.env.slack_app_token.get_secret_value()
+                )
+                await socket_mode.connect_async()  # type: ignore[no-untyped-call]
+        try:
+            await stop.wait()
+        finally:
+            if socket_mode is not None:
+                await socket_mode.close_async()  # type: ignore[no-untyped-call]
+            if self.slack is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.slack.settled(), timeout=SETTLE.total_seconds())
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await runner.cleanup()
+
+    async def _keep_fresh(self, stop: asyncio.Event) -> None:
+        assert self.slack is not None
+        try:
+            auth = await self.slack.client.auth_test()
+            self.slack.people.bot_user_id = auth.get("user_id")
+        except Exception as error:
+            log.warning("auth.test failed: %s", error)
+        while not stop.is_set():
+            try:
+                await self.slack.people.refresh()
+            except Exception:
+                log.exception("refreshing Slack user groups and channel members failed; trying again later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=REFRESH.total_seconds())
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for name in ("SIGINT", "SIGTERM"):
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            loop.add_signal_handler(getattr(signal, name), stop.set)

@@ -1,0 +1,1 @@
+"""Touchline on Slack: Bolt listeners, Block Kit rendering and sending through the Web API."""

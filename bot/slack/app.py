@@ -1,0 +1,241 @@
+"""The Bolt app: Slack's commands, buttons, modals, shortcuts and events, each turned into one of
+the four neutral calls, and the reply drawn back in Slack's idiom.
+
+Every listener acknowledges Slack at once (Slack allows 3 seconds), then does the work;
+a modal submission is the exception, since its errors must travel in the acknowledgement,
+and its handler is a quick database write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack.blocks import home_view, modal, reply_message, submitted
+from bot.slack.people import SlackPeople
+from handlers import home, inbound, objections
+from handlers.context import Actor, Context, PostRef
+from handlers.ui import Reply
+
+log = logging.getLogger(__name__)
+COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline")
+SHORTCUT = "log_as_objection"
+Respond = Callable[..., Awaitable[Any]]
+
+
+class SlackApp:
+    """Touchline's Slack app: the Bolt app, the people it meets, and the `/slack/events` route."""
+
+    def __init__(self, ctx: Context, client: AsyncWebClient, signing_secret: str) -> None:
+        self.ctx = ctx
+        self.client = client
+        self.people = SlackPeople(ctx, client)
+        self._working: set[asyncio.Task[Any]] = set()
+        self.bolt = AsyncApp(
+            client=client,
+            signing_secret=signing_secret,
+            # Requests Touchline does not listen to get a plain 404, not a stack trace.
+            raise_error_for_unhandled_request=False,
+        )
+        self._listen()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """`POST /slack/events`: Bolt verifies the signature and its age, then dispatches."""
+        return await to_aiohttp_response(await self.bolt.async_dispatch(await to_bolt_request(request)))
+
+    async def settled(self) -> None:
+        """Wait for the work Slack was already answered for (Bolt acknowledges first and works
+        after): at shutdown, so that no half-done command is dropped; in tests, to look after it."""
+        while self._working:
+            await asyncio.wait(set(self._working))
+
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        if task is None:
+            yield
+            return
+        self._working.add(task)
+        try:
+            yield
+        finally:
+            self._working.discard(task)
+
+    def _listen(self) -> None:
+        bolt = self.bolt
+        bolt.command(re.compile(rf"^/({'|'.join(COMMANDS)})$"))(self.on_command)
+        bolt.action(re.compile(r".+"))(self.on_action)
+        bolt.view(re.compile(r".+"))(self.on_submit)
+        bolt.shortcut(SHORTCUT)(self.on_shortcut)
+        bolt.event("reaction_added")(self.on_reaction)
+        bolt.event("reaction_removed")(self.on_reaction)
+        bolt.event("app_home_opened")(self.on_home)
+        bolt.event("tokens_revoked")(self.on_revoked)
+        bolt.event("app_uninstalled")(self.on_revoked)
+        bolt.event("message")(self.ignore)
+        bolt.event("member_joined_channel")(self.ignore)
+
+    # --- the four calls ---------------------------------------------------------------------------
+
+    async def on_command(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], respond: Respond
+    ) -> None:
+        with self._busy():
+            await ack()
+            actor = await self.people.actor(body["user_id"])
+            name = str(body.get("command", "")).lstrip("/")
+            reply = await self._call(inbound.command, actor, name, str(body.get("text") or ""))
+            trigger_id, channel = body.get("trigger_id"), body.get("channel_id")
+            await self._show(reply, actor, trigger_id=trigger_id, channel=channel, respond=respond)
+
+    async def on_action(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], respond: Respond
+    ) -> None:
+        with self._busy():
+            await ack()
+            action = (body.get("actions") or [{}])[0]
+            actor = await self.people.actor(body["user"]["id"])
+            reply = await self._call(
+                inbound.action, actor, str(action.get("action_id", "")), str(action.get("value") or "")
+            )
+            channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+            from_home = (body.get("view") or {}).get("type") == "home"
+            await self._show(
+                reply,
+                actor,
+                trigger_id=body.get("trigger_id"),
+                channel=channel,
+                respond=respond if body.get("response_url") else None,
+            )
+            if from_home:
+                await self.publish_home(actor)
+
+    async def on_submit(
+        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        with self._busy():
+            actor = await self.people.actor(body["user"]["id"])
+            values, channel = submitted(view)
+            reply = await self._call(inbound.submit, actor, str(view.get("callback_id", "")), values)
+            if reply.errors:
+                # Slack shows these under the fields; the modal stays open for the person to fix them.
+                await ack(response_action="errors", errors={k: v[:2000] for k, v in reply.errors.items()})
+                return
+            if reply.form is not None:
+                await ack(response_action="update", view=modal(reply.form, channel=channel))
+                return
+            await ack()
+            await self._show(reply, actor, trigger_id=None, channel=channel, respond=None)
+
+    async def on_shortcut(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        """The message shortcut "Log as objection": the full form, with the message as the objection."""
+        with self._busy():
+            await ack()
+            actor = await self.people.actor(body["user"]["id"])
+            said = str((body.get("message") or {}).get("text") or "")
+            reply = await self._call(inbound.action, actor, objections.FROM_MESSAGE, said)
+            channel = (body.get("channel") or {}).get("id")
+            await self._show(reply, actor, trigger_id=body.get("trigger_id"), channel=channel, respond=None)
+
+    async def on_reaction(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        with self._busy():
+            item = event.get("item") or {}
+            if item.get("type") != "message" or not event.get("user"):
+                return
+            actor = await self.people.actor(event["user"])
+            post = PostRef("slack", str(item.get("channel", "")), str(item.get("ts", "")))
+            added = event.get("type") == "reaction_added"
+            reply = await self._call(
+                inbound.reaction,
+                actor,
+                post,
+                str(event.get("reaction", "")),
+                added,
+                event_id=body.get("event_id"),
+            )
+            if reply.text:
+                await self._ephemeral(post.address, actor.user_id, reply)
+
+    async def on_home(self, event: dict[str, Any]) -> None:
+        with self._busy():
+            if event.get("tab", "home") != "home":
+                return
+            await self.publish_home(await self.people.actor(event["user"]))
+
+    async def publish_home(self, actor: Actor) -> None:
+        card = await asyncio.to_thread(self._home, actor)
+        try:
+            await self.client.views_publish(user_id=actor.user_id, view=home_view(card))
+        except SlackApiError as error:
+            log.warning("views.publish for %s failed: %s", actor.user_id, error.response.get("error"))
+
+    def _home(self, actor: Actor) -> Any:
+        with self.ctx.db.session() as session:
+            return home.home(session, self.ctx, actor)
+
+    async def on_revoked(self, event: dict[str, Any]) -> None:
+        log.error(
+            "Slack revoked Touchline's tokens (%s): reinstall the app and update SLACK_BOT_TOKEN",
+            event.get("type"),
+        )
+
+    async def ignore(self) -> None:
+        return None
+
+    # --- replies ------------------------------------------------------------------------------------
+
+    async def _call(self, entry: Callable[..., Reply], actor: Actor, *args: Any, **kwargs: Any) -> Reply:
+        # Handlers are synchronous and touch the database: keep them off the event loop.
+        return await asyncio.to_thread(entry, self.ctx, actor, *args, **kwargs)
+
+    async def _show(
+        self,
+        reply: Reply,
+        actor: Actor,
+        *,
+        trigger_id: str | None,
+        channel: str | None,
+        respond: Respond | None,
+    ) -> None:
+        """A form opens as a modal; anything else is an ephemeral message to the person."""
+        if reply.form is not None and trigger_id:
+            try:
+                await self.client.views_open(trigger_id=trigger_id, view=modal(reply.form, channel=channel))
+            except SlackApiError as error:
+                log.warning("views.open failed: %s", error.response.get("error"))
+                await self._tell(
+                    actor, channel, respond, Reply(text="Slack could not open the form; please try again.")
+                )
+            return
+        if reply.is_empty or reply.form is not None:
+            return
+        await self._tell(actor, channel, respond, reply)
+
+    async def _tell(self, actor: Actor, channel: str | None, respond: Respond | None, reply: Reply) -> None:
+        if respond is not None:
+            await respond(response_type="ephemeral", replace_original=False, **reply_message(reply))
+        elif channel and not channel.startswith("D"):
+            await self._ephemeral(channel, actor.user_id, reply)
+        else:
+            try:
+                await self.client.chat_postMessage(channel=actor.user_id, **reply_message(reply))
+            except SlackApiError as error:
+                log.warning("could not message %s: %s", actor.user_id, error.response.get("error"))
+
+    async def _ephemeral(self, channel: str, user: str, reply: Reply) -> None:
+        try:
+            await self.client.chat_postEphemeral(channel=channel, user=user, **reply_message(reply))
+        except SlackApiError as error:
+            # Not in that channel (or it is a DM we cannot post in): say it directly instead.
+            log.info("ephemeral in %s failed (%s); sending directly", channel, error.response.get("error"))
+            await self.client.chat_postMessage(channel=user, **reply_message(reply))
