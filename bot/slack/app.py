@@ -33,6 +33,12 @@ SHORTCUT = "log_as_objection"
 Respond = Callable[..., Awaitable[Any]]
 
 
+def _given_client(record: logging.LogRecord) -> bool:
+    # Bolt also reads SLACK_BOT_TOKEN and warns that it is unused, since the client it is given
+    # was built from that very token: nothing an operator should act on.
+    return "`token` will be unused" not in record.getMessage()
+
+
 class SlackApp:
     """Touchline's Slack app: the Bolt app, the people it meets, and the `/slack/events` route."""
 
@@ -41,7 +47,10 @@ class SlackApp:
         self.client = client
         self.people = SlackPeople(ctx, client)
         self._working: set[asyncio.Task[Any]] = set()
+        bolt_log = logging.getLogger("slack_bolt.AsyncApp")
+        bolt_log.addFilter(_given_client)
         self.bolt = AsyncApp(
+            logger=bolt_log,
             client=client,
             signing_secret=signing_secret,
             # Requests Touchline does not listen to get a plain 404, not a stack trace.
