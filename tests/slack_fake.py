@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 from slack_sdk.signature import SignatureVerifier
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "slack"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "slack"  # see fixtures/README.md
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
 BOT_USER = "U0BOT00001"
