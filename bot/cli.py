@@ -17,12 +17,14 @@ import typer
 
 from bot import logs
 from bot.bootstrap import build_context
-from bot.config import ConfigError, Settings, load_environment, load_settings, summary
+from bot.config import ConfigError, Environment, Settings, load_environment, load_settings, summary
 from bot.console.repl import run_console
 from bot.server import Touchline, stop_on_signals
 from bot.slack import manifest
-from handlers import digest, exports, pulse
+from bot.teams import manifest as teams_manifest
+from handlers import conversations, digest, exports, pulse
 from handlers.context import Context, Refusal
+from handlers.text import count
 from scheduler.runner import SchedulerRunner
 from storage.database import (
     DatabaseNotReady,
@@ -104,22 +106,18 @@ def console_command(config: ConfigOption = None, person: AsOption = None, live: 
 
 @app.command("serve")
 def serve_command(config: ConfigOption = None, person: AsOption = None, live: LiveOption = None) -> None:
-    """Run Touchline: its server for Slack when Slack's credentials are set, else the console here."""
+    """Run Touchline: its server for Slack and Teams when their credentials are set, else the
+    console here (with the Teams endpoint for the Bot Framework Emulator beside it)."""
     settings = settings_or_exit(config)
     env = settings.env
-    if env.slack_configured:
+    if env.slack_configured or env.teams_configured:
         _serve(settings)
         return
-    if env.teams_configured:
-        typer.echo(
-            "Teams credentials are set, but this version of Touchline serves Slack and the console only.",
-            err=True,
-        )
     typer.echo(
         f"Touchline for {settings.org.organisation.name}: no chat platform is connected, "
         "so Touchline runs here in the terminal."
     )
-    _console(settings, person, live)
+    _console(settings, person, live, emulator=True)
 
 
 EXPORTS = ("objections", "assets", "acknowledgements", "pulse")
@@ -270,9 +268,14 @@ def _serve(settings: Settings) -> None:
         stop_on_signals(stop)
 
         async def ready(address: str) -> None:
-            mode = " and Socket Mode" if env.slack_app_token is not None else ""
             name = settings.org.organisation.name
-            typer.echo(f"Touchline for {name} serves Slack at {address}/slack/events{mode}.")
+            if env.slack_configured:
+                mode = " and Socket Mode" if env.slack_app_token is not None else ""
+                typer.echo(f"Touchline for {name} serves Slack at {address}/slack/events{mode}.")
+            if env.teams_configured:
+                typer.echo(f"Touchline for {name} serves Teams at {address}/api/messages.")
+            else:
+                typer.echo(EMULATOR.format(address=address), err=True)
 
         await touchline.run(stop, on_ready=ready)
 
@@ -280,7 +283,7 @@ def _serve(settings: Settings) -> None:
     try:
         asyncio.run(main())
     except OSError as error:
-        fail(f"Cannot listen on {env.host}:{env.port}: {error.strerror}. Set HOST and PORT.")
+        fail(f"Cannot listen on {touchline.host}:{env.port}: {error.strerror}. Set HOST and PORT.")
     finally:
         runner.stop()
         ctx.db.dispose()
@@ -288,25 +291,72 @@ def _serve(settings: Settings) -> None:
 
 @app.command("manifest")
 def manifest_command(
-    platform: Annotated[str, typer.Argument(help="slack")],
+    platform: Annotated[str, typer.Argument(help="slack or teams")],
     url: Annotated[
         str | None,
-        typer.Option(help="Where Slack reaches Touchline, e.g. https://touchline.example.com"),
+        typer.Option(help="Where the platform reaches Touchline, e.g. https://touchline.example.com"),
     ] = None,
     socket_mode: Annotated[
-        bool, typer.Option("--socket-mode", help="Touchline connects to Slack instead (no public address)")
+        bool,
+        typer.Option("--socket-mode", help="Slack: Touchline connects to Slack instead (no public address)"),
     ] = False,
+    app_id: Annotated[str | None, typer.Option("--app-id", help="Teams: the bot's Microsoft App ID")] = None,
+    out: Annotated[Path, typer.Option(help="Teams: where to write the app package")] = Path(
+        "touchline-teams.zip"
+    ),
 ) -> None:
-    """Print the app manifest to paste when creating the app on the platform."""
-    if platform != "slack":
-        fail(f"No manifest for {platform!r}; try: touchline manifest slack --url https://…")
+    """Slack: print the app manifest to paste. Teams: write the app package (a zip) to upload."""
     try:
-        typer.echo(manifest.slack_manifest(url, socket_mode=socket_mode), nl=False)
+        if platform == "slack":
+            typer.echo(manifest.slack_manifest(url, socket_mode=socket_mode), nl=False)
+        elif platform == "teams":
+            if not app_id or not url:
+                fail("Teams needs both: touchline manifest teams --app-id <Microsoft App ID> --url https://…")
+            out.write_bytes(teams_manifest.package(app_id, url))
+            typer.echo(f"Wrote {out}: upload it in Teams (Apps → Manage your apps → Upload an app).")
+        else:
+            fail(f"No manifest for {platform!r}: slack or teams.")
     except ValueError as error:
         fail(str(error))
 
 
-def _console(settings: Settings, person: str | None, live: bool | None) -> None:
+@app.command("audiences")
+def audiences_command(config: ConfigOption = None) -> None:
+    """The conversations Touchline has been added to, with the ids to put in app.yaml's audiences."""
+    settings = settings_or_exit(config)
+    try:
+        ctx = build_context(settings)
+    except (DatabaseNotReady, ConfigError) as error:
+        fail(str(error))
+    try:
+        places = conversations.known(ctx)
+        used = {t for a in settings.org.audiences.values() for t in a.targets}
+        shown = [p for p in places if p.kind != conversations.PERSONAL]
+        if not shown:
+            typer.echo(
+                "Touchline has not been added to any team or group chat yet. Add the app to a team in "
+                "Teams; its channels then show here."
+            )
+            return
+        typer.echo("Conversations Touchline can post to (use the target in app.yaml's audiences):")
+        for place in shown:
+            target = f"{place.platform}:{place.address}"
+            where = " · ".join(part for part in (place.team, place.name) if part) or "(no name)"
+            mark = "  (in app.yaml)" if target in used else ""
+            typer.echo(f"  {place.kind:<8} {where:<40} {target}{mark}")
+        typer.echo(f"And {count(len(places) - len(shown), '1:1 chat')} with people.")
+    finally:
+        ctx.db.dispose()
+
+
+EMULATOR = (
+    "⚠ Teams runs in Bot Framework Emulator mode: MICROSOFT_APP_ID is not set, so {address}/api/messages "
+    "takes unauthenticated requests, from this machine only. Point the Emulator there to try Touchline "
+    "as a Teams bot."
+)
+
+
+def _console(settings: Settings, person: str | None, live: bool | None, *, emulator: bool = False) -> None:
     env = settings.env
     # The terminal is the chat here: only warnings go to it, unless LOG_LEVEL asks for more.
     logs.configure(env.log_level if "log_level" in env.model_fields_set else "WARNING", env.log_format)
@@ -317,10 +367,22 @@ def _console(settings: Settings, person: str | None, live: bool | None) -> None:
     except (DatabaseNotReady, ConfigError) as error:
         fail(str(error))
     runner = SchedulerRunner(ctx) if live else None
+
+    async def main() -> None:
+        # Interactively, the Emulator can talk to the same Touchline while the console runs.
+        stop = asyncio.Event()
+        server = asyncio.create_task(_emulator(ctx, env, stop)) if emulator and live else None
+        try:
+            await run_console(ctx, person, stdin=sys.stdin, out=sys.stdout, live=live)
+        finally:
+            stop.set()
+            if server is not None:
+                await server
+
     try:
         if runner is not None:
             runner.start()
-        asyncio.run(run_console(ctx, person, stdin=sys.stdin, out=sys.stdout, live=live))
+        asyncio.run(main())
     except Refusal as refusal:
         fail(refusal.message)
     except KeyboardInterrupt:
@@ -329,6 +391,20 @@ def _console(settings: Settings, person: str | None, live: bool | None) -> None:
         if runner is not None:
             runner.stop()
         ctx.db.dispose()
+
+
+async def _emulator(ctx: Context, env: Environment, stop: asyncio.Event) -> None:
+    touchline = Touchline.build(ctx, env)
+    # The console delivers its own channel posts; this one delivers what goes to Teams.
+    touchline.platforms = {"teams": touchline.platforms["teams"]}
+
+    async def ready(address: str) -> None:
+        typer.echo(EMULATOR.format(address=address))
+
+    try:
+        await touchline.run(stop, on_ready=ready)
+    except OSError as error:
+        typer.echo(f"(The Teams endpoint did not start: port {env.port} {error.strerror}; set PORT.)")
 
 
 def _first_leader(settings: Settings) -> str:

@@ -214,7 +214,13 @@ def summary(settings: Settings) -> str:
     else:
         lines.append("  platforms: console (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET for Slack)")
     if env.teams_configured:
-        lines.append("  note: Teams credentials are set, but this version serves Slack and the console only")
+        lines.append(
+            f"  platforms: Teams (app {env.microsoft_app_id}, http://{env.host}:{env.port}/api/messages)"
+        )
+    else:
+        lines.append(
+            "  platforms: Teams in Bot Framework Emulator mode (set MICROSOFT_APP_ID and _PASSWORD for Teams)"
+        )
     slack_targets = any(t.startswith("slack:") for a in org.audiences.values() for t in a.targets)
     if slack_targets and not env.slack_configured:
         lines.append("  note: audiences name Slack channels, but Slack is not configured: their posts wait")

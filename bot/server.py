@@ -21,6 +21,8 @@ from bot.delivery import DeliveryWorker
 from bot.platform import Platform
 from bot.slack.app import SlackApp
 from bot.slack.platform import SlackPlatform
+from bot.teams.app import TeamsApp
+from bot.teams.platform import TeamsPlatform
 from handlers.context import Context
 from storage import lease, outbox
 from storage.models import Outbox
@@ -38,6 +40,7 @@ class Touchline:
     ctx: Context
     env: Environment
     slack: SlackApp | None = None
+    teams: TeamsApp | None = None
     platforms: dict[str, Platform] = field(default_factory=dict)
 
     @classmethod
@@ -51,13 +54,31 @@ class Touchline:
             )
             touchline.slack = SlackApp(ctx, client, env.slack_signing_secret.get_secret_value())
             touchline.platforms["slack"] = SlackPlatform(client)
+        # Teams is always served: authenticated with an app id, else in the Emulator's mode.
+        touchline.teams = TeamsApp(
+            ctx,
+            app_id=env.microsoft_app_id,
+            password=env.microsoft_app_password.get_secret_value() if env.microsoft_app_password else None,
+            tenant_id=env.microsoft_app_tenant_id,
+        )
+        touchline.platforms["teams"] = TeamsPlatform(touchline.teams)
         return touchline
+
+    @property
+    def host(self) -> str:
+        """Where to listen: with Teams unauthenticated (no app id) and no Slack to serve, this
+        machine only, whatever HOST says."""
+        if self.teams is not None and self.teams.emulator and self.slack is None:
+            return "127.0.0.1"
+        return self.env.host
 
     def web_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/healthz", self.healthz)
         if self.slack is not None:
             app.router.add_post("/slack/events", self.slack.handle)
+        if self.teams is not None:
+            app.router.add_post("/api/messages", self.teams.handle)
         return app
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -92,9 +113,13 @@ class Touchline:
         """Serve until `stop` is set: the web server, the delivery worker, and each platform's upkeep."""
         runner = web.AppRunner(self.web_app(), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.env.host, self.env.port)
-        await site.start()
-        address = f"http://{self.env.host}:{self.env.port}"
+        site = web.TCPSite(runner, self.host, self.env.port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        address = f"http://{self.host}:{self.env.port}"
         if on_ready is not None:
             await on_ready(address)
         worker = DeliveryWorker(self.ctx.db, self.platforms, clock=self.ctx.clock)

