@@ -277,3 +277,72 @@ audiences:
             assert slack.invalid == [] and teams_connector.invalid == []
 
     asyncio.run(main())
+
+
+def test_long_cards_stay_under_teams_size_and_say_what_was_cut() -> None:
+    from bot.teams.cards import card as adaptive
+    from handlers.ui import Button, Card, Fact, Section
+    from tests.teams_fake import card_schema
+
+    long = Card(
+        title="T" * 300,
+        sections=tuple(
+            Section(heading=f"Part {i}", text="word " * 1000, facts=(Fact("Why", "x" * 100),))
+            for i in range(40)
+        ),
+        buttons=tuple(Button(f"B{i}", "strategy.ack", "1") for i in range(9)),
+        footer="f",
+    )
+    content = adaptive(long)
+    assert len(json.dumps(content, ensure_ascii=False)) <= 20_000
+    assert "more parts not shown" in json.dumps(content) and "(continued)" in json.dumps(content)
+    assert len(content["actions"]) == 6
+    assert list(card_schema().iter_errors(content)) == []
+
+
+def test_a_teams_outage_is_retried_and_a_deleted_conversation_fails_with_its_reason(
+    tctx: Context, clock: Clock
+) -> None:
+    async def scenario(world: TeamsWorld) -> None:
+        await announce(world)
+        world.fake.errors[TEAM] = [503]
+        await world.deliver()
+        [waiting] = rows(world.ctx.db, Outbox, status="pending", kind="post")
+        assert "Teams answered 503" in (waiting.error or "")
+        clock.advance(minutes=5)
+        world.fake.errors[TEAM] = [404]
+        await world.deliver()
+        [failed] = rows(world.ctx.db, Outbox, status="failed")
+        assert "the conversation no longer exists" in (failed.error or "")
+
+    run(tctx, scenario)
+
+
+def test_touchline_audiences_lists_the_channels_the_bot_was_added_to(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from storage.database import Database as Db
+    from storage.database import migrate
+    from tests.cli import run_cli
+    from tests.conftest import ROOT
+
+    assert isinstance(tmp_path, Path)
+    url = f"sqlite:///{tmp_path / 'touchline.db'}"
+    migrate(url)
+    env = {"DATABASE_URL": url, "TOUCHLINE_CONFIG": str(ROOT / "app.yaml")}
+    empty = run_cli("audiences", env=env)
+    assert empty.returncode == 0 and "has not been added to any team" in empty.stdout
+
+    async def install() -> None:
+        ctx = Context(
+            db=Db.from_url(url), org=parse_organisation_text((ROOT / "app.yaml").read_text()), clock=Clock()
+        )
+        setup.apply(ctx)
+        async with teams_world(ctx) as world:
+            await world.install(LEAD, TEAM, [LEAD])
+        ctx.db.dispose()
+
+    asyncio.run(install())
+    listed = run_cli("audiences", env=env)
+    assert listed.returncode == 0
+    assert f"teams:{TEAM}" in listed.stdout and "Northwind Sales" in listed.stdout
