@@ -83,7 +83,7 @@ class TeamsPlayer:
             await self.world.submit(self.user, form, values)
             said = " ".join(str(s.activity.get("text") or "") for s in self.world.fake.sent[before:])
             if "Please fix these" in said:
-                inputs = [e for e in _inputs(form) if f"- {e['id']}:" in said]
+                inputs = [e for e in _inputs(form) if f"- {e['label'][:60]}:" in said]
                 continue
             follow_up = self._new_form(before)
             if follow_up is not None:

@@ -176,6 +176,8 @@ def test_with_an_app_id_an_unauthenticated_request_is_refused(tctx: Context) -> 
 
 
 def test_bad_requests_get_a_clear_4xx(tctx: Context) -> None:
+    from tests.teams_fake import activity
+
     async def scenario(world: TeamsWorld) -> None:
         async with world.http.post(
             world.url, data="{not json", headers={"Content-Type": "application/json"}
@@ -188,6 +190,11 @@ def test_bad_requests_get_a_clear_4xx(tctx: Context) -> None:
             '{"error": "expected a Bot Framework activity"}',
         )
         assert _loopback("127.0.0.1") and _loopback("::1") and not _loopback("10.0.0.7")
+        # Without an app id, a request relayed by a proxy on this machine is not "from this machine".
+        status, _ = await world.send(
+            activity(world.fake, REP1, text="help"), {"X-Forwarded-For": "203.0.113.9"}
+        )
+        assert status == 403 and world.fake.sent == []
 
     run(tctx, scenario)
 

@@ -65,7 +65,7 @@ class TeamsApp:
     async def handle(self, request: web.Request) -> web.Response:
         """`POST /api/messages`: authenticated by the adapter unless in Emulator mode, which
         answers this machine only."""
-        if self.emulator and not _loopback(request.remote):
+        if self.emulator and (not _loopback(request.remote) or _proxied(request)):
             return web.json_response(
                 {
                     "error": "Touchline's Teams endpoint runs without authentication (no MICROSOFT_APP_ID) "
@@ -121,7 +121,11 @@ class TeamsApp:
             reply = await self._call(inbound.submit, actor, form_id, values)
             if reply.errors:
                 # The card keeps what the person typed: they fix the fields and submit again.
-                lines = "\n".join(f"- {name}: {error}" for name, error in reply.errors.items())
+                given = data.get("_labels")
+                labels: dict[str, Any] = given if isinstance(given, dict) else {}
+                lines = "\n".join(
+                    f"- {labels.get(name, name)}: {error}" for name, error in reply.errors.items()
+                )
                 await self._show(
                     turn, actor, Reply(text=f"Please fix these and submit the form again:\n{lines}")
                 )
@@ -414,6 +418,11 @@ def _reference(data: dict[str, Any]) -> Any:
     from botbuilder.schema import ConversationReference
 
     return ConversationReference().deserialize(data)
+
+
+def _proxied(request: web.Request) -> bool:
+    """Came through a proxy: then a loopback peer says nothing of where the request started."""
+    return any(h in request.headers for h in ("Forwarded", "X-Forwarded-For", "X-Real-IP"))
 
 
 def _loopback(remote: str | None) -> bool:

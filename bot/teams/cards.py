@@ -141,7 +141,13 @@ def form(
             "type": "Action.Submit",
             "title": form.submit_label[:80],
             "style": "positive",
-            "data": {TAG: "submit", "_form": form.form_id, "_state": form.state, "_kinds": _kinds(form)},
+            "data": {
+                TAG: "submit",
+                "_form": form.form_id,
+                "_state": form.state,
+                "_kinds": _kinds(form),
+                "_labels": {f.name: f.label[:60] for f in form.fields},
+            },
         },
         {
             "type": "Action.Submit",
