@@ -35,18 +35,22 @@ def remember(
     team: str = "",
     person_external_id: str | None = None,
 ) -> None:
-    """Record (or refresh) a conversation; a 1:1 chat is tied to the person it is with."""
+    """Record (or refresh) a conversation; a 1:1 chat is tied to the person it is with. Called
+    for every activity, so it writes only when something changed."""
     with ctx.db.session() as session:
         row = session.exec(
             select(Conversation).where(Conversation.platform == platform, Conversation.address == address)
         ).first() or Conversation(
             platform=platform, address=address, kind=kind, reference={}, updated_at=ctx.now()
         )
-        row.kind, row.reference, row.updated_at = kind, reference, ctx.now()
-        row.name = name[:200] or row.name
-        row.team = team[:200] or row.team
+        person_id = row.person_id
         if person_external_id is not None:
-            row.person_id = directory.meet(session, platform, person_external_id).id
+            person_id = directory.meet(session, platform, person_external_id).id
+        wanted = (kind, reference, name[:200] or row.name, team[:200] or row.team, person_id)
+        if row.id is not None and (row.kind, row.reference, row.name, row.team, row.person_id) == wanted:
+            return
+        row.kind, row.reference, row.name, row.team, row.person_id = wanted
+        row.updated_at = ctx.now()
         session.add(row)
 
 

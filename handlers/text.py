@@ -17,3 +17,14 @@ def ordinal(n: int) -> str:
     """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, ..., 21st."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def pieces(text: str, size: int) -> list[str]:
+    """`text` in pieces of at most `size` characters, cut at line ends where there are any."""
+    found: list[str] = []
+    while len(text) > size:
+        cut = text.rfind("\n", 0, size)
+        cut = cut if cut > size // 2 else size
+        found.append(text[:cut])
+        text = text[cut:].lstrip("\n")
+    return [*found, text]

@@ -13,6 +13,7 @@ from typing import Any
 from handlers.inbound import EMOJI_NAMES
 from tests import slack_fake
 from tests.slack_world import World
+from tests.stories import read_answer
 
 
 @dataclass
@@ -95,7 +96,7 @@ class SlackPlayer:
         values: dict[str, Any] = {}
         while True:
             for block in inputs:
-                answer = _read(lines)
+                answer = read_answer(lines)
                 if answer is None:
                     return  # the person closes the modal: Slack tells Touchline nothing
                 values[block["block_id"]] = _value(block["element"], answer)
@@ -109,19 +110,6 @@ class SlackPlayer:
                 continue
             await self.world.settled()
             return
-
-
-def _read(lines: Iterator[str]) -> str | None:
-    parts: list[str] = []
-    for line in lines:
-        if line.strip() == "/cancel":
-            return None
-        if line.endswith("\\"):
-            parts.append(line[:-1])
-            continue
-        parts.append(line)
-        return "\n".join(parts).strip()
-    return None
 
 
 def _value(element: dict[str, Any], text: str) -> Any:

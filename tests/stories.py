@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
@@ -119,3 +119,18 @@ def differences(expected: Rows, found: Rows) -> list[str]:
             f"{table}: {len(rows)} rows in the console, {len(found[table])} on the platform; {changed}"
         )
     return said
+
+
+def read_answer(lines: Iterator[str]) -> str | None:
+    """The next answer in a console script, as the console reads it for a form field: a line
+    ending in a backslash continues on the next; `/cancel` (or the end) abandons the form."""
+    parts: list[str] = []
+    for line in lines:
+        if line.strip() == "/cancel":
+            return None
+        if line.endswith("\\"):
+            parts.append(line[:-1])
+            continue
+        parts.append(line)
+        return "\n".join(parts).strip()
+    return None

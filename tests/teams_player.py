@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from tests.stories import read_answer
 from tests.teams_fake import Sent, User
 from tests.teams_world import TeamsWorld
 
@@ -75,7 +76,7 @@ class TeamsPlayer:
         values: dict[str, Any] = {}
         while True:
             for element in inputs:
-                answer = _read(lines)
+                answer = read_answer(lines)
                 if answer is None:
                     return
                 values[element["id"]] = _value(element, answer)
@@ -95,19 +96,6 @@ class TeamsPlayer:
 def _inputs(sent: Sent) -> list[dict[str, Any]]:
     cards = sent.cards()
     return [b for b in cards[0]["body"] if b["type"].startswith("Input.")] if cards else []
-
-
-def _read(lines: Iterator[str]) -> str | None:
-    parts: list[str] = []
-    for line in lines:
-        if line.strip() == "/cancel":
-            return None
-        if line.endswith("\\"):
-            parts.append(line[:-1])
-            continue
-        parts.append(line)
-        return "\n".join(parts).strip()
-    return None
 
 
 def _value(element: dict[str, Any], text: str) -> str:

@@ -29,6 +29,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from handlers.text import pieces
 from handlers.ui import Card, Form, FormField, FormValue, Reply, Section
 
 MAX_BLOCKS = 50  # in a message
@@ -96,23 +97,12 @@ def _section_blocks(section: Section) -> list[Block]:
     text = "\n".join(lines)
     if not text:
         return []
-    chunks = _chunks(text, CHUNK)
+    chunks = pieces(text, CHUNK)
     blocks: list[Block] = []
     for n, chunk in enumerate(chunks):
         marked = chunk + ("\n_(continued)_" if n < len(chunks) - 1 else "")
         blocks.append(SectionBlock(text=MarkdownTextObject(text=marked)))
     return blocks
-
-
-def _chunks(text: str, size: int) -> list[str]:
-    """Pieces of at most `size` characters, cut at line ends where there are any."""
-    pieces: list[str] = []
-    while len(text) > size:
-        cut = text.rfind("\n", 0, size)
-        cut = cut if cut > size // 2 else size
-        pieces.append(text[:cut])
-        text = text[cut:].lstrip("\n")
-    return [*pieces, text]
 
 
 def fallback(card: Card) -> str:

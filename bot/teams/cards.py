@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+from handlers.text import pieces
 from handlers.ui import Card, Form, FormField, FormValue, Section
 
 VERSION = "1.5"
@@ -68,9 +69,9 @@ def _section(section: Section) -> list[dict[str, Any]]:
     if section.heading:
         items.append(_text(escape(section.heading), weight="Bolder", separator=True))
     if section.text:
-        pieces = _chunks(escape(section.text), MAX_TEXT)
-        for n, piece in enumerate(pieces):
-            items.append(_text(piece + ("\n\n_(continued)_" if n < len(pieces) - 1 else "")))
+        parts = pieces(escape(section.text), MAX_TEXT)
+        for n, part in enumerate(parts):
+            items.append(_text(part + ("\n\n_(continued)_" if n < len(parts) - 1 else "")))
     if section.facts:
         items.append(
             {
@@ -82,16 +83,6 @@ def _section(section: Section) -> list[dict[str, Any]]:
             }
         )
     return items
-
-
-def _chunks(text: str, size: int) -> list[str]:
-    pieces: list[str] = []
-    while len(text) > size:
-        cut = text.rfind("\n", 0, size)
-        cut = cut if cut > size // 2 else size
-        pieces.append(text[:cut])
-        text = text[cut:].lstrip("\n")
-    return [*pieces, text]
 
 
 def _text(text: str, **style: Any) -> dict[str, Any]:
