@@ -6,10 +6,14 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from bot.metrics import Metrics
+from bot.pacing import Pacer
 from bot.platform import DeliveryError, Platform
 from handlers import messages
 from handlers.context import utcnow
@@ -19,35 +23,53 @@ from storage.database import Database
 from storage.models import Outbox
 
 log = logging.getLogger(__name__)
+PROGRESS_EVERY = 1.0  # seconds between two refreshes of one broadcast's progress message
+QUIET = ("progress:", "failure:")  # messages about messages have no progress of their own
 
 
 @dataclass
 class DeliveryWorker:
-    """Sends due outbox rows, oldest first, through the platform each row names.
+    """Sends due outbox rows through the platform each row names, many at once, each platform
+    at its own pace.
 
-    A row is claimed (pending -> sending) before it is sent and settled after; a worker
-    that dies in between leaves it "sending", and after `lease` any worker hands it back,
-    so a crash delays a message and at most repeats the one in flight.
+    Rows to one conversation (a channel, or one person) form a lane and go out in order, one
+    at a time, paced by that conversation's limits; lanes run side by side within the app's
+    limits and `concurrency`. A row is claimed (pending -> sending) before it is sent and
+    settled after; a worker that dies in between leaves it "sending", and after `lease` any
+    worker hands it back, so a crash delays a message and at most repeats those in flight.
     """
 
     db: Database
     platforms: Mapping[str, Platform]
     clock: Callable[[], datetime] = utcnow
-    batch: int = 50
+    batch: int = 200
     lease: timedelta = timedelta(minutes=2)
     max_attempts: int = 12  # transient failures; a 429 is retried for as long as it takes
     max_backoff: float = 3600.0
+    pacer: Pacer | None = None  # None: as fast as the platforms answer (the console, most tests)
+    concurrency: int = 32
+    metrics: Metrics | None = None
     sent: int = field(default=0, init=False)
+    _queues: dict[tuple[str, str], deque[outbox.Claimed]] = field(default_factory=dict, init=False)
+    _lanes: dict[tuple[str, str], asyncio.Task[None]] = field(default_factory=dict, init=False)
+    _slots: asyncio.Semaphore | None = field(default=None, init=False)
+    _holding: set[int] = field(default_factory=set, init=False)  # claimed and not yet settled
+    _renewed: float = field(default=0.0, init=False)
+    _progress: dict[str, float] = field(default_factory=dict, init=False)  # subject -> last shown
+    _unshown: set[str] = field(default_factory=set, init=False)
+
+    @property
+    def busy(self) -> int:
+        """Rows claimed and not yet settled."""
+        return sum(len(q) for q in self._queues.values()) + len(self._lanes)
 
     async def run_once(self) -> int:
-        """Send one batch of due rows; returns how many rows were settled."""
+        """Claim one batch of due rows and send them all; returns how many rows were claimed."""
         if not self.platforms:
             return 0
-        now = self.clock()
-        claimed = await asyncio.to_thread(self._claim, now)
-        for row in claimed:
-            await self._deliver(row)
-        return len(claimed)
+        claimed = await self._claim_more(self.batch)
+        await self._settled()
+        return claimed
 
     async def drain(self, *, max_rounds: int = 1000) -> int:
         """Send until nothing is due right now (the console and tests use this)."""
@@ -60,23 +82,110 @@ class DeliveryWorker:
         return total
 
     async def run_forever(self, stop: asyncio.Event, *, interval: float = 1.0) -> None:
-        while not stop.is_set():
-            try:
-                done = await self.run_once()
-            except Exception:
-                log.exception("delivery round failed; retrying")
-                done = 0
-            if done == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=interval)
+        """Keep the lanes fed: claim more whenever fewer than half a batch is on its way."""
+        try:
+            while not stop.is_set():
+                claimed = 0
+                if self.busy < self.batch // 2:
+                    try:
+                        claimed = await self._claim_more(self.batch - self.busy)
+                    except Exception:
+                        log.exception("claiming deliveries failed; retrying")
+                if claimed == 0 and not self._lanes:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=interval)
+                elif self._lanes:
+                    await asyncio.wait(set(self._lanes.values()), timeout=0.05)
+                await self._show_progress()
+        finally:
+            await self._settled()
 
-    def _claim(self, now: datetime) -> list[outbox.Claimed]:
+    async def _claim_more(self, limit: int) -> int:
+        now = self.clock()
+        if self._holding and time.monotonic() - self._renewed > self.lease.total_seconds() / 3:
+            # Rows wait in their lanes; renew the claim on them well before it could lapse.
+            self._renewed = time.monotonic()
+            await asyncio.to_thread(self._renew, sorted(self._holding), now)
+        claimed = await asyncio.to_thread(self._claim, now, limit)
+        self._holding.update(row.id for row in claimed)
+        for row in claimed:
+            key = (row.platform, row.address)
+            self._queues.setdefault(key, deque()).append(row)
+            if key not in self._lanes:
+                self._lanes[key] = asyncio.create_task(self._lane(key))
+        return len(claimed)
+
+    async def _settled(self) -> None:
+        while self._lanes:
+            await asyncio.gather(*list(self._lanes.values()), return_exceptions=True)
+        await self._show_progress(force=True)
+
+    async def _show_progress(self, *, force: bool = False) -> None:
+        """Bring broadcasts' progress messages up to date, each at most once a second."""
+        now = time.monotonic()
+        due = {s for s in self._unshown if force or now - self._progress.get(s, 0.0) >= PROGRESS_EVERY}
+        for subject in sorted(due):
+            self._unshown.discard(subject)
+            self._progress[subject] = now
+            try:
+                await asyncio.to_thread(self._progress_of, subject)
+            except Exception:
+                log.exception("showing the progress of %s failed", subject)
+
+    def _progress_of(self, subject: str) -> None:
+        with self.db.session() as session:
+            messages.progress(session, subject, now=self.clock())
+
+    def _renew(self, ids: list[int], now: datetime) -> None:
+        with self.db.session() as session:
+            outbox.renew(session, ids, now=now)
+
+    def _claim(self, now: datetime, limit: int) -> list[outbox.Claimed]:
         with self.db.session() as session:
             outbox.release_stale(session, now=now, lease=self.lease)
         with self.db.session() as session:
-            return outbox.claim_due(session, platforms=list(self.platforms), now=now, limit=self.batch)
+            return outbox.claim_due(session, platforms=list(self.platforms), now=now, limit=limit)
 
-    async def _deliver(self, row: outbox.Claimed) -> None:
+    async def _lane(self, key: tuple[str, str]) -> None:
+        """One conversation's rows, in order; a 429 sends the rest back to wait as long as asked."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        queue = self._queues[key]
+        try:
+            while queue:
+                row = queue.popleft()
+                if self.pacer is not None:
+                    await self.pacer.ready(row.platform, row.address)
+                async with self._slots:
+                    if self.pacer is not None:
+                        await self.pacer.wait_turn(row.platform, row.address)
+                    waited = await self._deliver(row)
+                self._holding.discard(row.id)
+                if row.kind != outbox.UPDATE and row.subject and not row.subject.startswith(QUIET):
+                    self._unshown.add(row.subject)
+                if waited is not None:
+                    if self.pacer is not None and (limiter := self.pacer.conversation(*key)):
+                        limiter.hold(waited)
+                    rest = list(queue)
+                    queue.clear()
+                    self._holding.difference_update(r.id for r in rest)
+                    if rest:
+                        await asyncio.to_thread(self._wait_all, rest, waited)
+        except Exception:
+            log.exception("delivery lane %s failed", key)
+        finally:
+            self._holding.difference_update(r.id for r in self._queues.get(key, ()))
+            self._queues.pop(key, None)
+            self._lanes.pop(key, None)
+
+    def _wait_all(self, rows: list[outbox.Claimed], seconds: float) -> None:
+        due = self.clock() + timedelta(seconds=seconds)
+        with self.db.session() as session:
+            for row in rows:
+                outbox.mark_retry(session, row, error="waiting: the conversation is rate limited", due_at=due)
+
+    async def _deliver(self, row: outbox.Claimed) -> float | None:
+        """Send one row and settle it; returns the seconds a platform asked to wait, if it did."""
         platform = self.platforms[row.platform]
         card = Card.from_dict(row.card)
         try:
@@ -90,12 +199,23 @@ class DeliveryWorker:
                 ref = await platform.send(row.address, card, delivery_id=row.id)
         except DeliveryError as error:
             await asyncio.to_thread(self._settle_failure, row, error)
-            return
+            self._count(row.platform, error)
+            return error.retry_after
         except Exception as error:  # a bug or an unexpected client error: retry, and say so
             log.exception("delivery %s to %s failed unexpectedly", row.id, row.platform)
             await asyncio.to_thread(self._settle_failure, row, DeliveryError(type(error).__name__))
-            return
+            return None
         await asyncio.to_thread(self._settle_success, row, ref)
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(row.platform, "sent").inc()
+        return None
+
+    def _count(self, platform: str, error: DeliveryError) -> None:
+        if self.metrics is None:
+            return
+        if error.retry_after is not None:
+            self.metrics.rate_limited.labels(platform).inc()
+        self.metrics.deliveries.labels(platform, "failed" if error.permanent else "retried").inc()
 
     def _settle_success(self, row: outbox.Claimed, ref: str | None) -> None:
         with self.db.session() as session:

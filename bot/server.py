@@ -7,17 +7,21 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func, text
 from sqlmodel import col, select
 
 from bot.config import Environment
 from bot.delivery import DeliveryWorker
+from bot.metrics import Metrics
+from bot.pacing import Pacer
 from bot.platform import Platform
 from bot.slack.app import SlackApp
 from bot.slack.platform import SlackPlatform
@@ -28,6 +32,7 @@ from storage import lease, outbox
 from storage.models import Outbox
 
 log = logging.getLogger(__name__)
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY = 1024 * 1024  # Slack's and Teams' requests are small; anything bigger is refused with 413
 REFRESH = timedelta(minutes=10)  # user groups and channel members
 SETTLE = timedelta(seconds=10)  # at shutdown, for work already acknowledged to Slack
@@ -42,10 +47,11 @@ class Touchline:
     slack: SlackApp | None = None
     teams: TeamsApp | None = None
     platforms: dict[str, Platform] = field(default_factory=dict)
+    metrics: Metrics | None = None
 
     @classmethod
     def build(cls, ctx: Context, env: Environment) -> Touchline:
-        touchline = cls(ctx, env)
+        touchline = cls(ctx, env, metrics=Metrics(ctx))
         if env.slack_configured:
             assert env.slack_bot_token is not None and env.slack_signing_secret is not None
             client = AsyncWebClient(
@@ -64,6 +70,22 @@ class Touchline:
         touchline.platforms["teams"] = TeamsPlatform(touchline.teams)
         return touchline
 
+    def worker(self) -> DeliveryWorker:
+        """The delivery worker, paced by the platforms' limits as app.yaml sets them."""
+        delivery = self.ctx.org.delivery
+        limits = {
+            "slack": (delivery.slack.per_conversation, delivery.slack.per_app),
+            "teams": (delivery.teams.per_conversation, delivery.teams.per_app),
+        }
+        return DeliveryWorker(
+            self.ctx.db,
+            self.platforms,
+            clock=self.ctx.clock,
+            pacer=Pacer(limits),
+            concurrency=delivery.concurrency,
+            metrics=self.metrics,
+        )
+
     @property
     def host(self) -> str:
         """Where to listen: with Teams unauthenticated (no app id) and no Slack to serve, this
@@ -75,11 +97,32 @@ class Touchline:
     def web_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics_page)
         if self.slack is not None:
-            app.router.add_post("/slack/events", self.slack.handle)
+            app.router.add_post("/slack/events", self._timed("slack", self.slack.handle))
         if self.teams is not None:
-            app.router.add_post("/api/messages", self.teams.handle)
+            app.router.add_post("/api/messages", self._timed("teams", self.teams.handle))
         return app
+
+    def _timed(self, platform: str, route: Route) -> Route:
+        """The route, with the time to answer the platform in the acknowledgement histogram."""
+
+        async def timed(request: web.Request) -> web.StreamResponse:
+            started = time.perf_counter()
+            try:
+                return await route(request)
+            finally:
+                if self.metrics is not None:
+                    self.metrics.acknowledgement.labels(platform).observe(time.perf_counter() - started)
+
+        return timed
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        """`GET /metrics`: Prometheus' text format (the database figures are read now)."""
+        if self.metrics is None:
+            return web.Response(status=404)
+        body = await asyncio.to_thread(generate_latest, self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(self, request: web.Request) -> web.Response:
         """Is the database reachable, who runs the scheduler, how old is the oldest message owed."""
@@ -122,7 +165,7 @@ class Touchline:
         address = f"http://{self.host}:{self.env.port}"
         if on_ready is not None:
             await on_ready(address)
-        worker = DeliveryWorker(self.ctx.db, self.platforms, clock=self.ctx.clock)
+        worker = self.worker()
         tasks = [asyncio.create_task(worker.run_forever(stop))]
         socket_mode = None
         if self.slack is not None:

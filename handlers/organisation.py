@@ -69,6 +69,20 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(**{DURATION_UNITS[unit]: int(amount)})
 
 
+RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|m|h)\s*$")
+
+
+def parse_rate(value: Any) -> tuple[int, float]:
+    """`"7/1s"` -> at most 7 in any 1 second; `"60/30s"`, `"1800/1h"`; as (count, seconds)."""
+    if isinstance(value, tuple):
+        return (int(value[0]), float(value[1]))
+    match = RATE.match(str(value))
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"{value!r} is not a rate (a count, a slash and a period: 7/1s, 60/30s, 1800/1h)")
+    count, amount, unit = match.groups()
+    return (int(count), (int(amount) if amount else 1) * {"s": 1, "m": 60, "h": 3600}[unit])
+
+
 def format_duration(value: timedelta) -> str:
     """The way app.yaml writes it: two days -> "2d"."""
     seconds = int(value.total_seconds())
@@ -261,6 +275,27 @@ class Objections(Strict):
     grouping: Literal["words", "semantic"] = "words"
 
 
+Rate = Annotated[tuple[int, float], BeforeValidator(parse_rate)]
+
+
+class PlatformLimits(Strict):
+    # At most so many messages in any such period to one channel or person, and for the whole app.
+    per_conversation: list[Rate]
+    per_app: list[Rate]
+
+
+class Delivery(Strict):
+    # How many messages may be on their way at once, across platforms.
+    concurrency: int = Field(default=32, ge=1, le=1024)
+    # Slack: about one message a second per channel; chat.postMessage's workspace limit is
+    # "several hundred a minute". Teams: 7/s, 60/30 s and 1,800/h per conversation, and
+    # about 50 requests a second per app and tenant.
+    slack: PlatformLimits = PlatformLimits(per_conversation=[(1, 1.0)], per_app=[(300, 60.0)])
+    teams: PlatformLimits = PlatformLimits(
+        per_conversation=[(7, 1.0), (60, 30.0), (1800, 3600.0)], per_app=[(50, 1.0)]
+    )
+
+
 class Organisation(Strict):
     """The validated content of `app.yaml`."""
 
@@ -278,6 +313,7 @@ class Organisation(Strict):
     surveys: dict[Key, Survey] = {}
     digest: Digest | None = None
     objections: Objections = Objections()
+    delivery: Delivery = Delivery()
 
     # ref ("maria", "email:maria@x.com", "slack:U…") -> its roles; built on first use
     _role_index: dict[str, frozenset[str]] | None = PrivateAttr(default=None)

@@ -69,7 +69,7 @@ def run_now(session: Session, ctx: Context, actor: Actor, survey_key: str) -> Re
     now = ctx.now()
     slot = now.astimezone(ZoneInfo(ctx.org.organisation.timezone)).strftime("now-%Y-%m-%dT%H:%M")
     run = _run_for(session, ctx, survey_key, survey, slot)
-    invited = _invite(session, ctx, run, survey, slot=None)
+    invited = _invite(session, ctx, run, survey, slot=None, sender_id=actor.person_id)
     audit.record(session, at=now, actor_id=actor.person_id, action="pulse.run", subject=f"pulse:{run.id}")
     return Reply(
         text=f"📊 {survey.title}: run #{run.id} is open; {count(invited, 'person', 'people')} invited. "
@@ -154,7 +154,15 @@ def side_of(roles: frozenset[str]) -> str:
     return "other"
 
 
-def _invite(session: Session, ctx: Context, run: PulseRun, survey: Survey, *, slot: datetime | None) -> int:
+def _invite(
+    session: Session,
+    ctx: Context,
+    run: PulseRun,
+    survey: Survey,
+    *,
+    slot: datetime | None,
+    sender_id: int | None = None,
+) -> int:
     assert run.id is not None
     now = ctx.now()
     invited = set(session.exec(select(PulseInvitation.person_id).where(PulseInvitation.run_id == run.id)))
@@ -183,6 +191,7 @@ def _invite(session: Session, ctx: Context, run: PulseRun, survey: Survey, *, sl
         ],
         subject=f"pulse:{run.id}",
         now=now,
+        sender_id=sender_id,
     )
     return len(todo)
 

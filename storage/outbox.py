@@ -45,8 +45,11 @@ def enqueue(
     return row
 
 
-def refresh_posts(session: Session, *, subject: str, card: dict[str, Any], now: datetime) -> int:
-    """Make every channel post about `subject` show `card`; returns how many updates were queued.
+def refresh_posts(
+    session: Session, *, subject: str, card: dict[str, Any], now: datetime, kind: str = POST
+) -> int:
+    """Make every channel post (or direct message, with `kind`) about `subject` show `card`;
+    returns how many updates were queued.
 
     A post not yet sent simply goes out with the new card; a post already sent gets one
     pending update, which later changes replace rather than pile up behind. A fixed
@@ -54,11 +57,11 @@ def refresh_posts(session: Session, *, subject: str, card: dict[str, Any], now: 
     """
     session.flush()
     posts = select(Outbox.id).where(
-        col(Outbox.subject) == subject, col(Outbox.kind) == POST, col(Outbox.status) != FAILED
+        col(Outbox.subject) == subject, col(Outbox.kind) == kind, col(Outbox.status) != FAILED
     )
     session.execute(
         update(Outbox)
-        .where(col(Outbox.subject) == subject, col(Outbox.kind) == POST, col(Outbox.status) == PENDING)
+        .where(col(Outbox.subject) == subject, col(Outbox.kind) == kind, col(Outbox.status) == PENDING)
         .values(card=card)
         .execution_options(synchronize_session=False)
     )
@@ -74,7 +77,7 @@ def refresh_posts(session: Session, *, subject: str, card: dict[str, Any], now: 
     needing = session.exec(
         select(Outbox).where(
             col(Outbox.subject) == subject,
-            col(Outbox.kind) == POST,
+            col(Outbox.kind) == kind,
             col(Outbox.status).in_([SENDING, SENT]),
             col(Outbox.id).not_in(waiting),
         )
@@ -118,6 +121,7 @@ class Claimed:
     card: dict[str, Any]
     attempts: int
     message_ref: str | None  # for an update: the message to change
+    subject: str = ""
 
 
 def release_stale(session: Session, *, now: datetime, lease: timedelta) -> int:
@@ -129,6 +133,20 @@ def release_stale(session: Session, *, now: datetime, lease: timedelta) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def renew(session: Session, ids: Sequence[int], *, now: datetime) -> int:
+    """Keep the claim on rows a live worker still holds, so that no one takes them as stale."""
+    renewed = 0
+    for start in range(0, len(ids), 500):
+        result = session.execute(
+            update(Outbox)
+            .where(col(Outbox.id).in_(ids[start : start + 500]), col(Outbox.status) == SENDING)
+            .values(claimed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        renewed += int(result.rowcount)  # type: ignore[attr-defined]
+    return renewed
 
 
 def claim_due(session: Session, *, platforms: Sequence[str], now: datetime, limit: int) -> list[Claimed]:
@@ -178,7 +196,9 @@ def claim_due(session: Session, *, platforms: Sequence[str], now: datetime, limi
             # between the SELECT above and the claim, and the newest card is the one to send.
             card = session.execute(select(Outbox.card).where(col(Outbox.id) == row.id)).scalar_one()
             claimed.append(
-                Claimed(row.id, row.kind, row.platform, row.address, card, row.attempts, message_ref)
+                Claimed(
+                    row.id, row.kind, row.platform, row.address, card, row.attempts, message_ref, row.subject
+                )
             )
     return claimed
 

@@ -21,6 +21,8 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 from slack_sdk.signature import SignatureVerifier
 
+from tests.fake_limits import Gate
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "slack"  # see fixtures/README.md
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
@@ -51,6 +53,8 @@ class FakeSlack:
     invalid: list[str] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)
     base_url: str = ""
+    gate: Gate | None = None  # rate limits and faults, for the delivery tests and benchmarks
+    check_blocks: bool = True
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
     acks: list[dict[str, Any]] = field(default_factory=list)  # what Socket Mode clients sent back
     _ts: int = 0
@@ -134,9 +138,13 @@ class FakeSlack:
         self.uploads[request.match_info["file_id"]] = await request.read()
         return web.Response(text="OK")
 
-    async def api(self, request: web.Request) -> web.Response:
+    async def api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         body = await _parsed(request)
+        if self.gate is not None and method in ("chat.postMessage", "chat.update"):
+            refusal = await self.gate.check(request, str(body.get("channel", "")))
+            if refusal is not None:
+                return refusal
         self.calls.append(Call(method, body))
         queued = self.errors.get(method)
         if queued:
@@ -152,6 +160,8 @@ class FakeSlack:
 
     def _check_blocks(self, where: str, body: dict[str, Any]) -> None:
         """Every Block Kit payload goes through slack_sdk's own models: an invalid one is noted."""
+        if not self.check_blocks:
+            return
         try:
             for block in _json(body.get("blocks")) or []:
                 parsed = Block.parse(block)

@@ -21,6 +21,8 @@ import jsonschema
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.fake_limits import Gate
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teams"  # see fixtures/README.md
 TENANT = "a0e78124-8cd4-4887-a704-1d4c829cf888"
 BOT = {"id": "28:5353a86e-52fb-4979-8a69-c7efcd1b0bd3", "name": "Touchline"}
@@ -62,6 +64,8 @@ class FakeConnector:
     rosters: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)
     base_url: str = ""
+    gate: Gate | None = None  # rate limits and faults, for the delivery tests and benchmarks
+    check_cards: bool = True
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1_700_000_000_001))
 
     def app(self) -> web.Application:
@@ -97,6 +101,8 @@ class FakeConnector:
         return web.json_response(body, status=status, headers=headers)
 
     def _check(self, activity: dict[str, Any], where: str) -> None:
+        if not self.check_cards:
+            return
         for attachment in activity.get("attachments") or []:
             if attachment.get("contentType") != ADAPTIVE:
                 continue
@@ -106,10 +112,12 @@ class FakeConnector:
             if len(json.dumps(activity)) > 28_000:
                 self.invalid.append(f"{where}: {len(json.dumps(activity))} bytes, over Teams' limit")
 
-    async def post(self, request: web.Request) -> web.Response:
+    async def post(self, request: web.Request) -> web.StreamResponse:
         conversation = urllib.parse.unquote(request.match_info["conversation"])
         if refusal := self._refusal(conversation):
             return refusal
+        if self.gate is not None and (gated := await self.gate.check(request, conversation)):
+            return gated
         activity = await request.json()
         self._check(activity, conversation)
         sent = Sent(
@@ -118,10 +126,12 @@ class FakeConnector:
         self.sent.append(sent)
         return web.json_response({"id": sent.id})
 
-    async def put(self, request: web.Request) -> web.Response:
+    async def put(self, request: web.Request) -> web.StreamResponse:
         conversation = urllib.parse.unquote(request.match_info["conversation"])
         if refusal := self._refusal(conversation):
             return refusal
+        if self.gate is not None and (gated := await self.gate.check(request, conversation)):
+            return gated
         activity = await request.json()
         self._check(activity, conversation)
         self.sent.append(Sent("PUT", conversation, activity, request.match_info["activity"]))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 from bot.delivery import DeliveryWorker
 from bot.platform import DeliveryError
+from handlers import directory
 from handlers.context import Context
 from handlers.ui import Card, Section
 from storage import outbox
+from storage.database import Database
 from storage.models import Outbox
 from tests.fakes import Clock, RecordingPlatform, rows
 
@@ -164,3 +167,46 @@ def test_rows_for_a_platform_that_is_not_served_wait_for_it(ctx: Context) -> Non
     asyncio.run(worker(ctx, platform).drain())
     assert platform.ops() == [("send", "#a")]
     assert [r.status for r in rows(ctx.db, Outbox, platform="slack")] == ["pending"]
+
+
+def test_a_large_broadcast_shows_its_sender_one_progress_message_naming_each_failure(
+    db: Database, clock: Clock
+) -> None:
+    from bot.config import parse_organisation_text
+    from handlers import inbound, setup
+    from handlers.context import Context
+
+    channels = [f"console:#sales-{n:02d}" for n in range(12)]
+    org = parse_organisation_text(
+        "organisation: {name: Wide Co}\npeople: {lead: {name: Lena Leader}, rep: {name: Rita Rep}}\n"
+        "roles: {leader: [lead], rep: [rep]}\n"
+        f"audiences: {{everyone: {{targets: [{', '.join(channels)}], members: [rep]}}}}\n"
+    )
+    ctx = Context(db=db, org=org, clock=clock)
+    setup.apply(ctx)
+    lead = directory.console_actor(ctx, "lead")
+    form = inbound.command(ctx, lead, "strategy", "").form
+    assert form is not None
+    values = {
+        "title": "Everyone",
+        "decision": "One thing.",
+        "why": "Because.",
+        "reps_may": "a",
+        "reps_may_not": "b",
+        "effective_on": "2026-12-01",
+        "audiences": ["everyone"],
+    }
+    inbound.submit(ctx, lead, form.form_id, values)
+    platform = RecordingPlatform()
+    platform.fail_next = [
+        DeliveryError("#sales-00: the bot is not in the channel — invite it", permanent=True)
+    ]
+    asyncio.run(DeliveryWorker(db, {"console": platform}, clock=clock).drain())
+
+    to_lead = [s for s in platform.transcript if s.address == "lead"]
+    assert len(to_lead) == 1  # one progress message, no separate failure message
+    shown = [s.card for s in platform.transcript if s.op == "update" and s.address == "lead"] or [
+        to_lead[0].card
+    ]
+    final = json.dumps(shown[-1].to_dict(), ensure_ascii=False)
+    assert "Delivered to 11 of 12 · 1 failed" in final and "invite it" in final and "Finished." in final

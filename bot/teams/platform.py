@@ -8,6 +8,7 @@ import logging
 
 from aiohttp import ClientError
 from botbuilder.schema import ErrorResponseException
+from msrest.exceptions import ClientRequestError
 
 from bot.platform import DeliveryError
 from bot.teams.app import TeamsApp, card_activity
@@ -69,7 +70,7 @@ class TeamsPlatform:
             result = await sending  # type: ignore[misc]
         except ErrorResponseException as error:
             raise _explain(error, where) from None
-        except (TimeoutError, ClientError, OSError) as error:
+        except (TimeoutError, ClientError, OSError, ClientRequestError) as error:
             raise DeliveryError(f"Teams could not be reached ({type(error).__name__})") from None
         return str(result or "")
 
