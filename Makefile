@@ -33,7 +33,7 @@ format: $(STAMP)
 
 ## bench: run every benchmark and print its figures
 bench: $(STAMP)
-	@for m in strategy_at_scale objections_at_scale pulse_at_scale digest_at_scale grouping_quality; do echo "== $$m"; $(BIN)/python -m benchmarks.$$m || exit 1; done
+	@for m in strategy_at_scale objections_at_scale pulse_at_scale digest_at_scale grouping_quality fanout acknowledgement; do echo "== $$m"; $(BIN)/python -m benchmarks.$$m || exit 1; done
 
 ## bench-semantic: the grouping benchmark with the semantic extra, in its own .venv-semantic
 # TORCH names the PyTorch to install first: a CPU build, so that pip does not pick a GPU one.

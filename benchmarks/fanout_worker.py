@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -29,6 +30,8 @@ ORG = {"organisation": {"name": "Fan-out"}, "audiences": {"all": {"targets": ["c
 async def main(
     url: str, slack_api: str, limits: dict[str, list[list[list[float]]]], lease: float, slots: int
 ) -> None:
+    # As Touchline's server does: threads enough for the sends under way at once.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=slots + 8))
     db = Database.from_url(url)
     ctx = Context(db=db, org=Organisation.model_validate(ORG))
     client = AsyncWebClient(token="xoxb-fanout", base_url=slack_api, timeout=10)

@@ -159,7 +159,9 @@ class DeliveryWorker:
                 async with self._slots:
                     if self.pacer is not None:
                         await self.pacer.wait_turn(row.platform, row.address)
-                    waited = await self._deliver(row)
+                    outcome = await self._send(row)
+                # Settling is the database's part: it does not hold a sending slot.
+                waited = await self._settle(row, outcome)
                 self._holding.discard(row.id)
                 if row.kind != outbox.UPDATE and row.subject and not row.subject.startswith(QUIET):
                     self._unshown.add(row.subject)
@@ -184,28 +186,31 @@ class DeliveryWorker:
             for row in rows:
                 outbox.mark_retry(session, row, error="waiting: the conversation is rate limited", due_at=due)
 
-    async def _deliver(self, row: outbox.Claimed) -> float | None:
-        """Send one row and settle it; returns the seconds a platform asked to wait, if it did."""
+    async def _send(self, row: outbox.Claimed) -> str | DeliveryError | None:
+        """Send one row: the platform's message reference, or why it failed."""
         platform = self.platforms[row.platform]
         card = Card.from_dict(row.card)
         try:
             if row.kind == outbox.UPDATE:
                 assert row.message_ref is not None
                 await platform.update(row.address, row.message_ref, card, delivery_id=row.id)
-                ref: str | None = row.message_ref
-            elif row.kind == outbox.DIRECT:
-                ref = await platform.send_direct(row.address, card, delivery_id=row.id)
-            else:
-                ref = await platform.send(row.address, card, delivery_id=row.id)
+                return row.message_ref
+            if row.kind == outbox.DIRECT:
+                return await platform.send_direct(row.address, card, delivery_id=row.id)
+            return await platform.send(row.address, card, delivery_id=row.id)
         except DeliveryError as error:
-            await asyncio.to_thread(self._settle_failure, row, error)
-            self._count(row.platform, error)
-            return error.retry_after
+            return error
         except Exception as error:  # a bug or an unexpected client error: retry, and say so
             log.exception("delivery %s to %s failed unexpectedly", row.id, row.platform)
-            await asyncio.to_thread(self._settle_failure, row, DeliveryError(type(error).__name__))
-            return None
-        await asyncio.to_thread(self._settle_success, row, ref)
+            return DeliveryError(type(error).__name__)
+
+    async def _settle(self, row: outbox.Claimed, outcome: str | DeliveryError | None) -> float | None:
+        """Record what happened; returns the seconds a platform asked to wait, if it did."""
+        if isinstance(outcome, DeliveryError):
+            await asyncio.to_thread(self._settle_failure, row, outcome)
+            self._count(row.platform, outcome)
+            return outcome.retry_after
+        await asyncio.to_thread(self._settle_success, row, outcome)
         if self.metrics is not None:
             self.metrics.deliveries.labels(row.platform, "sent").inc()
         return None

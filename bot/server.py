@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -154,6 +155,10 @@ class Touchline:
         self, stop: asyncio.Event, *, on_ready: Callable[[str], Awaitable[None]] | None = None
     ) -> None:
         """Serve until `stop` is set: the web server, the delivery worker, and each platform's upkeep."""
+        # Database work and the Teams client's requests run in threads: enough of them for the
+        # sends under way at once (asyncio's default is a handful on a small machine).
+        threads = ThreadPoolExecutor(max_workers=self.ctx.org.delivery.concurrency + 8)
+        asyncio.get_running_loop().set_default_executor(threads)
         runner = web.AppRunner(self.web_app(), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.env.port)
@@ -165,6 +170,8 @@ class Touchline:
         address = f"http://{self.host}:{self.env.port}"
         if on_ready is not None:
             await on_ready(address)
+        if self.slack is not None:
+            self.slack.http()  # the Web API client and the replies share one session from the start
         worker = self.worker()
         tasks = [asyncio.create_task(worker.run_forever(stop))]
         socket_mode = None
@@ -191,6 +198,12 @@ class Touchline:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await runner.cleanup()
+            await self.close()
+
+    async def close(self) -> None:
+        """Let go of the platforms' connections."""
+        if self.slack is not None:
+            await self.slack.close()
 
     async def _keep_fresh(self, stop: asyncio.Event) -> None:
         assert self.slack is not None

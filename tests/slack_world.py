@@ -83,6 +83,7 @@ async def slack_world(ctx: Context) -> AsyncIterator[World]:
             async with ClientSession() as http:
                 yield World(ctx, touchline, fake, f"http://127.0.0.1:{server.port}/slack/events", http)
         finally:
+            await touchline.close()
             await server.close()
         assert fake.invalid == [], fake.invalid  # every block Touchline sent is valid Block Kit
 

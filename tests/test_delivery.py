@@ -210,3 +210,59 @@ def test_a_large_broadcast_shows_its_sender_one_progress_message_naming_each_fai
     ]
     final = json.dumps(shown[-1].to_dict(), ensure_ascii=False)
     assert "Delivered to 11 of 12 · 1 failed" in final and "invite it" in final and "Finished." in final
+
+
+class SlowPlatform(RecordingPlatform):
+    """Takes a moment to answer, and notes how many sends were under way at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.under_way = 0
+        self.most_at_once = 0
+        self.order: list[tuple[str, int]] = []
+
+    async def send(self, address: str, card: Card, *, delivery_id: int) -> str:
+        self.under_way += 1
+        self.most_at_once = max(self.most_at_once, self.under_way)
+        self.order.append((address, delivery_id))
+        try:
+            await asyncio.sleep(0.02)
+            return self._record("send", address, card)
+        finally:
+            self.under_way -= 1
+
+
+def test_conversations_are_sent_to_side_by_side_and_each_one_in_order(ctx: Context) -> None:
+    platform = SlowPlatform()
+    queue(ctx, *[f"#c{n}" for n in range(20)])
+    busy = queue(ctx, "#busy", "#busy", "#busy")
+    asyncio.run(worker(ctx, platform, concurrency=8).drain())
+    assert 1 < platform.most_at_once <= 8
+    assert [i for address, i in platform.order if address == "#busy"] == busy  # in order, one by one
+    assert len(platform.transcript) == 23
+
+
+def test_a_rate_limit_holds_that_conversation_only(ctx: Context, clock: Clock) -> None:
+    platform = RecordingPlatform()
+    ids = queue(ctx, "#limited", "#limited", "#free")
+    platform.fail_next = [DeliveryError("slow down", retry_after=30)]
+    asyncio.run(worker(ctx, platform).run_once())
+    by_id = {r.id: r for r in rows(ctx.db, Outbox)}
+    assert [by_id[i].status for i in ids] == ["pending", "pending", "sent"]
+    assert all(by_id[i].due_at == clock.now + timedelta(seconds=30) for i in ids[:2])
+
+
+def test_the_pacer_allows_no_more_than_each_window_and_says_how_long_to_wait() -> None:
+    from bot.pacing import Limiter
+
+    now = [100.0]
+    limiter = Limiter([(2, 1.0), (3, 10.0)], clock=lambda: now[0])
+    assert limiter.delay(now[0]) == 0
+    limiter.take(now[0])
+    limiter.take(now[0])
+    assert 1.0 <= limiter.delay(now[0]) <= 1.0 + Limiter.MARGIN + 1e-9  # two in the last second
+    now[0] += 1.5
+    limiter.take(now[0])
+    assert 8.5 <= limiter.delay(now[0]) <= 8.5 + Limiter.MARGIN + 1e-9  # three in the last ten seconds
+    limiter.hold(20)
+    assert limiter.delay(now[0]) >= 20

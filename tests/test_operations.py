@@ -52,3 +52,28 @@ def test_healthz_says_the_database_answers_and_how_old_the_oldest_message_is(sct
         assert set(body["platforms"]) == {"slack", "teams"}
 
     run(sctx, scenario)
+
+
+def test_log_format_json_writes_one_json_object_a_line() -> None:
+    import io
+    import json
+    import logging
+
+    from bot import logs
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    try:
+        logs.configure("INFO", "json")
+        root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+        logging.getLogger("bot.delivery").warning(
+            "delivery %s to %s failed: %s", 7, "slack", "not_in_channel"
+        )
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    [line] = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert (entry["level"], entry["logger"]) == ("warning", "bot.delivery")
+    assert entry["message"] == "delivery 7 to slack failed: not_in_channel"

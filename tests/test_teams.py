@@ -280,6 +280,7 @@ audiences:
                     assert "acknowledged by 2 of 2" in json.dumps(slack.called("chat.update")[-1]["blocks"])
                     assert "acknowledged by 2 of 2" in json.dumps(teams_connector.to(TEAM, "PUT")[-1].cards())
             finally:
+                await touchline.close()
                 await server.close()
             assert slack.invalid == [] and teams_connector.invalid == []
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -30,7 +30,6 @@ from handlers.ui import Reply
 log = logging.getLogger(__name__)
 COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline")
 SHORTCUT = "log_as_objection"
-Respond = Callable[..., Awaitable[Any]]
 
 
 def _given_client(record: logging.LogRecord) -> bool:
@@ -47,6 +46,7 @@ class SlackApp:
         self.client = client
         self.people = SlackPeople(ctx, client)
         self._working: set[asyncio.Task[Any]] = set()
+        self._http: ClientSession | None = None
         bolt_log = logging.getLogger("slack_bolt.AsyncApp")
         bolt_log.addFilter(_given_client)
         self.bolt = AsyncApp(
@@ -96,20 +96,17 @@ class SlackApp:
 
     # --- the four calls ---------------------------------------------------------------------------
 
-    async def on_command(
-        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], respond: Respond
-    ) -> None:
+    async def on_command(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         with self._busy():
             await ack()
             actor = await self.people.actor(body["user_id"])
             name = str(body.get("command", "")).lstrip("/")
             reply = await self._call(inbound.command, actor, name, str(body.get("text") or ""))
             trigger_id, channel = body.get("trigger_id"), body.get("channel_id")
-            await self._show(reply, actor, trigger_id=trigger_id, channel=channel, respond=respond)
+            response_url = body.get("response_url")
+            await self._show(reply, actor, trigger_id=trigger_id, channel=channel, response_url=response_url)
 
-    async def on_action(
-        self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], respond: Respond
-    ) -> None:
+    async def on_action(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         with self._busy():
             await ack()
             action = (body.get("actions") or [{}])[0]
@@ -124,7 +121,7 @@ class SlackApp:
                 actor,
                 trigger_id=body.get("trigger_id"),
                 channel=channel,
-                respond=respond if body.get("response_url") else None,
+                response_url=body.get("response_url"),
             )
             if from_home:
                 await self.publish_home(actor)
@@ -144,7 +141,7 @@ class SlackApp:
                 await ack(response_action="update", view=modal(reply.form, channel=channel))
                 return
             await ack()
-            await self._show(reply, actor, trigger_id=None, channel=channel, respond=None)
+            await self._show(reply, actor, trigger_id=None, channel=channel, response_url=None)
 
     async def on_shortcut(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         """The message shortcut "Log as objection": the full form, with the message as the objection."""
@@ -154,7 +151,9 @@ class SlackApp:
             said = str((body.get("message") or {}).get("text") or "")
             reply = await self._call(inbound.action, actor, objections.FROM_MESSAGE, said)
             channel = (body.get("channel") or {}).get("id")
-            await self._show(reply, actor, trigger_id=body.get("trigger_id"), channel=channel, respond=None)
+            await self._show(
+                reply, actor, trigger_id=body.get("trigger_id"), channel=channel, response_url=None
+            )
 
     async def on_reaction(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         with self._busy():
@@ -214,7 +213,7 @@ class SlackApp:
         *,
         trigger_id: str | None,
         channel: str | None,
-        respond: Respond | None,
+        response_url: str | None,
     ) -> None:
         """A form opens as a modal; anything else is an ephemeral message to the person."""
         if reply.form is not None and trigger_id:
@@ -223,16 +222,20 @@ class SlackApp:
             except SlackApiError as error:
                 log.warning("views.open failed: %s", error.response.get("error"))
                 await self._tell(
-                    actor, channel, respond, Reply(text="Slack could not open the form; please try again.")
+                    actor,
+                    channel,
+                    response_url,
+                    Reply(text="Slack could not open the form; please try again."),
                 )
             return
         if reply.is_empty or reply.form is not None:
             return
-        await self._tell(actor, channel, respond, reply)
+        await self._tell(actor, channel, response_url, reply)
 
-    async def _tell(self, actor: Actor, channel: str | None, respond: Respond | None, reply: Reply) -> None:
-        if respond is not None:
-            await respond(response_type="ephemeral", replace_original=False, **reply_message(reply))
+    async def _tell(self, actor: Actor, channel: str | None, response_url: str | None, reply: Reply) -> None:
+        if response_url:
+            payload = {"response_type": "ephemeral", "replace_original": False, **reply_message(reply)}
+            await self._respond(response_url, payload)
         elif channel and not channel.startswith("D"):
             await self._ephemeral(channel, actor.user_id, reply)
         else:
@@ -240,6 +243,27 @@ class SlackApp:
                 await self.client.chat_postMessage(channel=actor.user_id, **reply_message(reply))
             except SlackApiError as error:
                 log.warning("could not message %s: %s", actor.user_id, error.response.get("error"))
+
+    async def _respond(self, url: str, payload: dict[str, Any]) -> None:
+        """Answer through the request's `response_url`, on the shared connection."""
+        try:
+            async with self.http().post(url, json=payload, timeout=ClientTimeout(total=10)) as answer:
+                if answer.status >= 300:
+                    log.warning("response_url answered %s", answer.status)
+        except (ClientError, TimeoutError) as error:
+            log.warning("could not answer through response_url: %s", type(error).__name__)
+
+    def http(self) -> ClientSession:
+        """One HTTP session for everything Touchline says to Slack: a new one per call (what
+        Bolt's `respond` and an unset Web API client do) costs a connection each time."""
+        if self._http is None or self._http.closed:
+            self._http = ClientSession()
+            self.client.session = self._http
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None and not self._http.closed:
+            await self._http.close()
 
     async def _ephemeral(self, channel: str, user: str, reply: Reply) -> None:
         try:

@@ -16,6 +16,8 @@ from botbuilder.core import TurnContext
 from botbuilder.core.teams import TeamsInfo
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationParameters
+from botframework.connector.aio import ConnectorClient
+from botframework.connector.auth import ClaimsIdentity, ConnectorFactory
 
 from bot.teams import cards
 from handlers import conversations, directory, inbound
@@ -57,7 +59,7 @@ class TeamsApp:
             APP_TYPE="SingleTenant" if tenant_id else "MultiTenant",
             APP_TENANTID=tenant_id or "",
         )
-        self.adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(settings))
+        self.adapter = CloudAdapter(_Authentication(settings))
         self.adapter.on_turn_error = self._turn_failed
 
     # --- the route ----------------------------------------------------------------------------
@@ -368,6 +370,33 @@ async def _post_new(turn: TurnContext, activity: Activity) -> str:
     client = turn.turn_state.get(turn.adapter.BOT_CONNECTOR_CLIENT_KEY)
     response = await client.conversations.send_to_conversation(activity.conversation.id, activity)
     return str(response.id)
+
+
+class _Authentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[misc]
+    """The SDK's authentication, with connector clients kept per service URL: it would build
+    a new client (and its retry policy) for every message sent, most of the cost of a send."""
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self._factories: dict[frozenset[tuple[str, str]], _KeptConnectors] = {}
+
+    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
+        key = frozenset((str(k), str(v)) for k, v in (claims_identity.claims or {}).items())
+        if key not in self._factories:
+            self._factories[key] = _KeptConnectors(super().create_connector_factory(claims_identity))
+        return self._factories[key]
+
+
+class _KeptConnectors(ConnectorFactory):  # type: ignore[misc]
+    def __init__(self, inner: ConnectorFactory) -> None:
+        self.inner = inner
+        self.clients: dict[tuple[str, str | None], ConnectorClient] = {}
+
+    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
+        key = (service_url, audience)
+        if key not in self.clients:
+            self.clients[key] = await self.inner.create(service_url, audience)
+        return self.clients[key]
 
 
 def card_activity(card: Card) -> Activity:
