@@ -14,16 +14,12 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from aiohttp import ClientSession
-from sqlalchemy import create_engine, text
 
-from benchmarks.common import percentiles
-from storage.database import migrate
+from benchmarks.common import empty_database_url, percentiles
 from tests import slack_fake
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,23 +132,9 @@ def main() -> None:
     described.add_argument("--seconds", type=float, default=30)
     described.add_argument("--postgres", action="store_true")
     args = described.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        url, name = f"sqlite:///{Path(folder) / 'ack.db'}", None
-        if args.postgres:
-            name = f"ack_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-            url = POSTGRES.rsplit("/", 1)[0] + f"/{name}"
-        try:
-            migrate(url)
-            print(f"{'PostgreSQL' if args.postgres else 'SQLite'}:")
-            asyncio.run(measure(url, args.rate, args.seconds))
-        finally:
-            if name:
-                with admin.connect() as connection:
-                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
+    with empty_database_url(args.postgres, "ack") as url:
+        print(f"{'PostgreSQL' if args.postgres else 'SQLite'}:")
+        asyncio.run(measure(url, args.rate, args.seconds))
 
 
 if __name__ == "__main__":

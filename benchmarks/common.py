@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+
 from storage.database import Database, migrate
+
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
@@ -44,3 +49,27 @@ def percentiles(samples: list[float]) -> str:
         f"p50 {statistics.median(ordered):.1f} ms · p95 {at(0.95):.1f} ms · "
         f"p99 {at(0.99):.1f} ms · max {ordered[-1]:.1f} ms"
     )
+
+
+@contextmanager
+def empty_database_url(postgres: bool, name: str) -> Iterator[str]:
+    """The URL of a new, migrated database: a SQLite file, or a throwaway database on the local
+    PostgreSQL (dropped afterwards)."""
+    with tempfile.TemporaryDirectory() as folder:
+        if not postgres:
+            url = f"sqlite:///{Path(folder) / f'{name}.db'}"
+            migrate(url)
+            yield url
+            return
+        database = f"{name}_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{database}"'))
+        try:
+            url = POSTGRES.rsplit("/", 1)[0] + f"/{database}"
+            migrate(url)
+            yield url
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            admin.dispose()

@@ -20,7 +20,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -30,10 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, insert
 
+from benchmarks.common import empty_database_url
 from handlers.ui import Card
-from storage.database import migrate, normalise_url
+from storage.database import normalise_url
 from storage.models import Conversation, Identity, Outbox, Person
 from tests.fake_limits import Gate
 from tests.slack_fake import FakeSlack, fake_slack
@@ -279,30 +279,13 @@ def main() -> None:
         "--postgres", action="store_true", help="a throwaway database on the local PostgreSQL"
     )
     args = described.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite:///{Path(folder) / 'fanout.db'}"
-        name = None
-        if args.postgres:
-            name = f"fanout_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-            url = POSTGRES.rsplit("/", 1)[0] + f"/{name}"
-        try:
-            migrate(url)
-            label = "PostgreSQL" if args.postgres else "SQLite"
-            what = " with faults" if args.faults else ""
-            what += " and a kill -9" if args.kill else ""
-            print(f"{label}: {args.dms:,} direct messages and {args.posts:,} channel posts{what}")
-            result = asyncio.run(
-                fan_out(url, dms=args.dms, posts=args.posts, faults=args.faults, kill=args.kill)
-            )
-            _report(label, result)
-        finally:
-            if name:
-                with admin.connect() as connection:
-                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
+    with empty_database_url(args.postgres, "fanout") as url:
+        label = "PostgreSQL" if args.postgres else "SQLite"
+        what = " with faults" if args.faults else ""
+        what += " and a kill -9" if args.kill else ""
+        print(f"{label}: {args.dms:,} direct messages and {args.posts:,} channel posts{what}")
+        result = asyncio.run(fan_out(url, dms=args.dms, posts=args.posts, faults=args.faults, kill=args.kill))
+        _report(label, result)
 
 
 if __name__ == "__main__":
