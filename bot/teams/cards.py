@@ -112,21 +112,14 @@ def _size(body: list[dict[str, Any]], actions: list[dict[str, Any]]) -> int:
 # --- forms ------------------------------------------------------------------------------------------
 
 
-def form(
-    form: Form, *, values: dict[str, FormValue] | None = None, errors: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """A form as a card with inputs. Submitting it sends the inputs with the form's id and state;
-    after errors it is drawn again with what was typed and each error under its field."""
-    values, errors = values or {}, errors or {}
+def form(form: Form) -> dict[str, Any]:
+    """A form as a card with inputs. Submitting it sends the inputs with the form's id, state,
+    field kinds and labels; after errors the card keeps what was typed (Teams' own doing)."""
     body: list[dict[str, Any]] = [_text(escape(form.title), weight="Bolder", size="Medium")]
     if form.intro:
         body.append(_text(escape(form.intro)))
-    if errors:
-        body.append(_text("Please fix the fields marked below.", color="Attention"))
     for field in form.fields:
-        body.append(_input(field, values.get(field.name, field.initial)))
-        if field.name in errors:
-            body.append(_text(escape(errors[field.name]), color="Attention", size="Small", spacing="None"))
+        body.append(_input(field, field.initial))
     actions = [
         {
             "type": "Action.Submit",
