@@ -113,20 +113,13 @@ class FakeConnector:
                 self.invalid.append(f"{where}: {len(json.dumps(activity))} bytes, over Teams' limit")
 
     async def post(self, request: web.Request) -> web.StreamResponse:
-        conversation = urllib.parse.unquote(request.match_info["conversation"])
-        if refusal := self._refusal(conversation):
-            return refusal
-        if self.gate is not None and (gated := await self.gate.check(request, conversation)):
-            return gated
-        activity = await request.json()
-        self._check(activity, conversation)
-        sent = Sent(
-            "POST", conversation, activity, str(next(self._ids)), request.match_info.get("reply_to", "")
-        )
-        self.sent.append(sent)
-        return web.json_response({"id": sent.id})
+        return await self._receive(request, "POST", str(next(self._ids)))
 
     async def put(self, request: web.Request) -> web.StreamResponse:
+        return await self._receive(request, "PUT", request.match_info["activity"])
+
+    async def _receive(self, request: web.Request, method: str, activity_id: str) -> web.StreamResponse:
+        """A message sent or updated: refused as queued or past the limits, else checked and kept."""
         conversation = urllib.parse.unquote(request.match_info["conversation"])
         if refusal := self._refusal(conversation):
             return refusal
@@ -134,8 +127,9 @@ class FakeConnector:
             return gated
         activity = await request.json()
         self._check(activity, conversation)
-        self.sent.append(Sent("PUT", conversation, activity, request.match_info["activity"]))
-        return web.json_response({"id": request.match_info["activity"]})
+        reply_to = request.match_info.get("reply_to", "") if method == "POST" else ""
+        self.sent.append(Sent(method, conversation, activity, activity_id, reply_to))
+        return web.json_response({"id": activity_id})
 
     async def create(self, request: web.Request) -> web.Response:
         parameters = await request.json()

@@ -22,7 +22,7 @@ from botframework.connector.auth import ClaimsIdentity, ConnectorFactory
 from bot.teams import cards
 from handlers import conversations, directory, inbound
 from handlers.context import Actor, Context, PostRef
-from handlers.ui import Card, Reply, Section
+from handlers.ui import Card, Reply
 
 log = logging.getLogger(__name__)
 COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline", "help")
@@ -410,9 +410,8 @@ def card_activity(card: Card) -> Activity:
 
 def _reply_activity(reply: Reply) -> Activity:
     if reply.form is not None:
-        intro = [Section(text=reply.text)] if reply.text else []
         content = cards.form(reply.form)
-        if intro:
+        if reply.text:
             content["body"].insert(1, {"type": "TextBlock", "text": cards.escape(reply.text), "wrap": True})
         return Activity(type=ActivityTypes.message, attachments=[cards.attachment(content)])
     attachments = [cards.attachment(cards.card(reply.card))] if reply.card is not None else []
