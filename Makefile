@@ -17,9 +17,11 @@ run: $(STAMP)
 	$(BIN)/touchline migrate
 	$(BIN)/touchline serve
 
-## test: lint, type-check and run the whole suite (starts the local PostgreSQL if it is installed but stopped)
+## test: lint, type-check and run the whole suite (starts the local PostgreSQL if it is installed but
+## stopped; installs Debian's chromium for the browser tests if it is missing)
 test: $(STAMP)
 	@scripts/ensure-postgres || true
+	@scripts/ensure-chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

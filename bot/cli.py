@@ -105,12 +105,23 @@ def console_command(config: ConfigOption = None, person: AsOption = None, live: 
 
 
 @app.command("serve")
-def serve_command(config: ConfigOption = None, person: AsOption = None, live: LiveOption = None) -> None:
+def serve_command(
+    config: ConfigOption = None,
+    person: AsOption = None,
+    live: LiveOption = None,
+    no_console: Annotated[
+        bool,
+        typer.Option(
+            "--no-console", help="Without credentials: serve the web page only, no terminal session."
+        ),
+    ] = False,
+) -> None:
     """Run Touchline: its server for Slack and Teams when their credentials are set, else the
-    console here (with the Teams endpoint for the Bot Framework Emulator beside it)."""
+    console here, with the web page (try it, the dashboard) and the Teams endpoint for the Bot
+    Framework Emulator beside it."""
     settings = settings_or_exit(config)
     env = settings.env
-    if env.slack_configured or env.teams_configured:
+    if env.slack_configured or env.teams_configured or no_console:
         _serve(settings)
         return
     typer.echo(
@@ -276,6 +287,7 @@ def _serve(settings: Settings) -> None:
                 typer.echo(f"Touchline for {name} serves Teams at {address}/api/messages.")
             else:
                 typer.echo(EMULATOR.format(address=address), err=True)
+            typer.echo(web_line(touchline, address))
 
         await touchline.run(stop, on_ready=ready)
 
@@ -400,11 +412,18 @@ async def _emulator(ctx: Context, env: Environment, stop: asyncio.Event) -> None
 
     async def ready(address: str) -> None:
         typer.echo(EMULATOR.format(address=address))
+        typer.echo(web_line(touchline, address))
 
     try:
         await touchline.run(stop, on_ready=ready)
     except OSError as error:
         typer.echo(f"(The Teams endpoint did not start: port {env.port} {error.strerror}; set PORT.)")
+
+
+def web_line(touchline: Touchline, address: str) -> str:
+    if touchline.page is not None and touchline.page.local:
+        return f"Open {address}/ in your browser: try Touchline as anyone in app.yaml, and see the dashboard."
+    return f"The dashboard is at {address}/ (people sign in with /touchline dashboard in chat)."
 
 
 def _first_leader(settings: Settings) -> str:

@@ -41,7 +41,9 @@ class Environment(BaseSettings):
     microsoft_app_password: SecretStr | None = None
     microsoft_app_tenant_id: str | None = None
     host: str = "127.0.0.1"
-    port: int = Field(default=3978, ge=1, le=65535)
+    # Where people's browsers reach Touchline (the dashboard's sign-in links), e.g. https://touchline.example.com
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    port: int = Field(default=3978, ge=0, le=65535)  # 0: any free port
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

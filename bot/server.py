@@ -20,6 +20,7 @@ from sqlalchemy import func, text
 from sqlmodel import col, select
 
 from bot.config import Environment
+from bot.console.platform import ConsolePlatform
 from bot.delivery import DeliveryWorker
 from bot.metrics import Metrics
 from bot.pacing import Pacer
@@ -28,6 +29,7 @@ from bot.slack.app import SlackApp
 from bot.slack.platform import SlackPlatform
 from bot.teams.app import TeamsApp
 from bot.teams.platform import TeamsPlatform
+from bot.web.app import WebPage
 from handlers.context import Context
 from storage import lease, outbox
 from storage.models import Outbox
@@ -49,6 +51,7 @@ class Touchline:
     teams: TeamsApp | None = None
     platforms: dict[str, Platform] = field(default_factory=dict)
     metrics: Metrics | None = None
+    page: WebPage | None = None
 
     @classmethod
     def build(cls, ctx: Context, env: Environment) -> Touchline:
@@ -69,6 +72,13 @@ class Touchline:
             tenant_id=env.microsoft_app_tenant_id,
         )
         touchline.platforms["teams"] = TeamsPlatform(touchline.teams)
+        # No chat platform connected: Touchline listens on this machine only, so the web page is open
+        # to whoever sits here, and `/try` plays in the local workspace.
+        local = touchline.slack is None and touchline.teams.emulator
+        touchline.page = WebPage(ctx, local=local)
+        if local:
+            # The local workspace (the console's channels) is what the web page's `/try` plays in.
+            touchline.platforms["console"] = ConsolePlatform(None, ctx.org)
         return touchline
 
     def worker(self) -> DeliveryWorker:
@@ -99,6 +109,8 @@ class Touchline:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics_page)
+        if self.page is not None:
+            self.page.routes(app)
         if self.slack is not None:
             app.router.add_post("/slack/events", self._timed("slack", self.slack.handle))
         if self.teams is not None:
@@ -167,7 +179,10 @@ class Touchline:
         except OSError:
             await runner.cleanup()
             raise
-        address = f"http://{self.host}:{self.env.port}"
+        port = (
+            runner.addresses[0][1] if runner.addresses else self.env.port
+        )  # PORT=0: the one the system chose
+        address = f"http://{self.host}:{port}"
         if on_ready is not None:
             await on_ready(address)
         if self.slack is not None:

@@ -45,6 +45,7 @@ class Context:
     db: Database
     org: Organisation
     clock: Callable[[], datetime] = field(default=utcnow)
+    public_url: str = ""  # where browsers reach Touchline's web page; "" when nobody said
 
     def now(self) -> datetime:
         return self.clock()

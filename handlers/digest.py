@@ -133,7 +133,7 @@ def build(session: Session, org: Organisation, *, end: datetime, start: datetime
             .group_by(col(Objection.theme_id))
         )
     }
-    before = _counts(session, previous_start, start)
+    before = theme_counts(session, previous_start, start)
     total, previous_total = sum(n for n, _ in by_theme.values()), sum(before.values())
     names = {t.id: t for t in session.exec(select(Theme).where(col(Theme.id).in_(list(by_theme))))}
 
@@ -184,7 +184,7 @@ def build(session: Session, org: Organisation, *, end: datetime, start: datetime
     )
 
 
-def _counts(
+def theme_counts(
     session: Session, start: datetime, end: datetime, theme_ids: Sequence[int] | None = None
 ) -> dict[int, int]:
     query = (
@@ -220,7 +220,7 @@ def _trends(
     if not theme_ids:
         return trends
     for back in range(periods - 1, -1, -1):
-        counts = _counts(session, end - (back + 1) * length, end - back * length, theme_ids)
+        counts = theme_counts(session, end - (back + 1) * length, end - back * length, theme_ids)
         for theme_id in theme_ids:
             trends[theme_id].append(counts.get(theme_id, 0))
     return trends

@@ -42,6 +42,7 @@ def overview(ctx: Context, actor: Actor, *, unknown: str = "") -> Reply:
         ]
     elif actor.has("leader"):
         assets.append("/pulse results [run] — pulse results, for groups of enough people only")
+    assets.append("/touchline dashboard — a link to the dashboard: acknowledgements, assets, themes, pulse")
     roles = ", ".join(sorted(actor.roles)) or "no role in app.yaml yet"
     intro = f"I don't know {unknown[:60]}. " if unknown else ""
     return Reply(

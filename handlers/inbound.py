@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from handlers import assets, digest, help, objections, pulse, strategy
+from handlers import assets, digest, help, objections, pulse, signin, strategy
 from handlers.context import Actor, Context, FormErrors, PostRef, Refusal
 from handlers.ui import Reply
 from storage import inbound_events, outbox
@@ -95,6 +95,8 @@ def command(ctx: Context, actor: Actor, name: str, text: str) -> Reply:
             text=f"That is {len(text):,} characters; commands take at most {MAX_COMMAND_TEXT:,}. "
             "Please shorten it."
         )
+    if name == "touchline" and text.strip().lower() == "dashboard":
+        return _run(ctx, lambda s: signin.dashboard_link(s, ctx, actor))
     handler = COMMANDS.get(name)
     if handler is None:
         return _run(

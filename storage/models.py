@@ -180,6 +180,26 @@ class RosterMember(SQLModel, table=True):
     updated_at: datetime
 
 
+class SignInLink(SQLModel, table=True):
+    """A one-time link to the dashboard that `/touchline dashboard` sent someone. Only a hash of
+    the token is kept, so the table alone opens nothing."""
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    person_id: int = Field(foreign_key="person.id", index=True, ondelete="CASCADE")
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser: started by a sign-in link, ended by its expiry or by signing out."""
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    person_id: int = Field(foreign_key="person.id", index=True, ondelete="CASCADE")
+    created_at: datetime
+    expires_at: datetime = Field(index=True)
+
+
 class Outbox(SQLModel, table=True):
     """A message Touchline owes a channel or a person, written with the change that caused it.
 

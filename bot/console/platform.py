@@ -14,7 +14,8 @@ class ConsolePlatform:
 
     name = "console"
 
-    def __init__(self, out: TextIO, org: Organisation) -> None:
+    def __init__(self, out: TextIO | None, org: Organisation) -> None:
+        # Without `out`, posts are only recorded (the web page shows them from the outbox).
         self.out = out
         self.org = org
         self.shown: dict[str, Card] = {}
@@ -48,9 +49,11 @@ class ConsolePlatform:
         self.shown[message_ref] = card
 
     def _show(self, card: Card) -> None:
-        if card.image is not None:
+        if card.image is not None and self.out is not None:
             self._print(image_note(card.image))
 
     def _print(self, text: str) -> None:
+        if self.out is None:
+            return
         self.out.write(text + "\n")
         self.out.flush()
