@@ -106,7 +106,7 @@ def decisions(session: Session, *, now: datetime) -> Section:
     curve = Table(
         "acknowledgements-over-time",
         "Acknowledgement rate over time",
-        ["decision_id", "decision", "day", "acknowledged", "members", "rate"],
+        ["decision_id", "decision", "audience", "day", "acknowledged", "members", "rate"],
     )
     questions = Table(
         "open-questions",
@@ -121,7 +121,8 @@ def decisions(session: Session, *, now: datetime) -> Section:
         rates.rows.append(
             [decision.id, decision.title, "all", len(acked), len(members), _rate(len(acked), len(members))]
         )
-        for label, audience_members in _decision_audiences(session, decision.id):
+        groups = [("all", members), *_decision_audiences(session, decision.id)]
+        for label, audience_members in groups[1:]:
             n = len(acked & audience_members)
             rates.rows.append(
                 [
@@ -134,12 +135,13 @@ def decisions(session: Session, *, now: datetime) -> Section:
                 ]
             )
         first = max(decision.created_at.date(), now.date() - timedelta(days=CURVE_DAYS - 1))
-        for offset in range((now.date() - first).days + 1):
-            day = first + timedelta(days=offset)
-            n = sum(1 for a in acks if a.at.date() <= day)
-            curve.rows.append(
-                [decision.id, decision.title, day.isoformat(), n, len(members), _rate(n, len(members))]
-            )
+        for label, group in groups:
+            for offset in range((now.date() - first).days + 1):
+                day = first + timedelta(days=offset)
+                n = sum(1 for a in acks if a.at.date() <= day and a.person_id in group)
+                curve.rows.append(
+                    [decision.id, decision.title, label, day.isoformat(), n, len(group), _rate(n, len(group))]
+                )
         for q in session.exec(
             select(Question)
             .where(Question.decision_id == decision.id, col(Question.answer).is_(None))

@@ -106,6 +106,9 @@ def test_a_slack_link_signs_in_once_and_each_role_sees_its_own_dashboard(sctx: C
                 ("all", "0", "2"),
                 ("Sales EMEA", "0", "2"),
             ]
+            async with marketer.get(f"{base}/dashboard/acknowledgements-over-time.csv") as response:
+                curve = list(csv.DictReader(io.StringIO(await response.text())))
+            assert {(r["audience"], r["members"]) for r in curve} == {("all", "2"), ("Sales EMEA", "2")}
             clock.advance(hours=8, minutes=1)  # the session has ended
             async with marketer.get(f"{base}/") as response:
                 assert response.status == 401 and "session has ended" in await response.text()

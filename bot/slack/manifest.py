@@ -15,7 +15,7 @@ DESCRIPTIONS = {
     "objection": ("Log what a customer said", "<what the customer said> | mine | list [theme]"),
     "pulse": ("Pulse surveys (admins)", "[run <survey> | close <run> | results [run]]"),
     "digest": ("This week's objection digest", ""),
-    "touchline": ("What Touchline can do for you", "[help]"),
+    "touchline": ("What Touchline can do for you; a link to the dashboard", "[help | dashboard]"),
 }
 BOT_SCOPES = [
     "commands",

@@ -21,6 +21,7 @@ DESCRIPTIONS = {
     "objection": "Log what a customer said: objection <what they said>",
     "pulse": "Pulse surveys: run, close, results",
     "digest": "This week's objection digest",
+    "touchline": "touchline dashboard: a one-time link to the dashboard",
     "help": "What Touchline can do for you",
 }
 

@@ -55,10 +55,11 @@ def _charts(section: Section) -> str:
     tables = {t.name: t for t in section.tables}
     charts = []
     if (curve := tables.get("acknowledgements-over-time")) and curve.rows:
-        days = sorted({row[2] for row in curve.rows})
+        days = sorted({row[3] for row in curve.rows})
         series: dict[str, dict[str, float | None]] = {}
-        for decision_id, title, day, _, _, rate in curve.rows:
-            series.setdefault(f"#{decision_id} {title}", {})[day] = rate
+        for decision_id, title, audience, day, _, _, rate in curve.rows:
+            if audience == "all":  # the chart shows each decision; the table each audience too
+                series.setdefault(f"#{decision_id} {title}", {})[day] = rate
         charts.append(
             line_chart(
                 "Share of people who acknowledged, by day",
