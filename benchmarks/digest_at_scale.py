@@ -1,4 +1,4 @@
-"""What the weekly digest costs with a big history: 2,000,000 objections, 100,000 of them this week.
+"""What the weekly digest and the dashboard cost with a big history: 2,000,000 objections, 100,000 this week.
 
     .venv/bin/python -m benchmarks.digest_at_scale [--total 2000000] [--period 100000] [--postgres]
 
@@ -28,13 +28,16 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 from bot.config import parse_organisation_text
-from handlers import digest, setup
+from bot.web.dashboard_page import dashboard_html
+from handlers import dashboard, digest, setup
 from handlers.context import Context
+from handlers.signin import Viewer
 from storage.database import Database, migrate, normalise_url
 from storage.models import Objection, Person, Theme
 
 NOW = datetime(2026, 12, 7, 7, 0, tzinfo=UTC)
 THEMES = 40
+LEADER = Viewer(0, "The Leader", frozenset({"leader"}))
 PEOPLE = 2000
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CONFIG = """\
@@ -141,6 +144,16 @@ def measure(url: str) -> None:
         f"digest of {result.objections:,} objections ({len(result.themes)} themes shown, {quotes} quotes, "
         f"chart {chart:,} bytes): {built:.2f} s to build, {total:.2f} s with the card and chart; "
         f"peak memory of the process {peak:.0f} MB"
+    )
+    began = time.perf_counter()
+    with db.session() as session:
+        board = dashboard.build(session, org, LEADER, now=NOW, audience=None)
+    page = dashboard_html(board, as_person=None)
+    took = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"the dashboard as a leader sees it ({len(page):,} bytes of HTML, its eight-week theme chart "
+        f"included): {took:.2f} s; peak memory of the process {peak:.0f} MB"
     )
     db.dispose()
 

@@ -327,16 +327,13 @@ def alignment(session: Session, org: Organisation, audience: str | None) -> Sect
             assert run.id is not None
             minimum = max(run.min_group_size, survey.min_group_size)
             minimums.append(minimum)
-            query = select(PulseAnswer).where(PulseAnswer.run_id == run.id)
-            if audience is not None:
-                query = query.where(PulseAnswer.audience == audience)
-            answers = session.exec(query).all()
+            answers = session.exec(select(PulseAnswer).where(PulseAnswer.run_id == run.id)).all()
             results = [
-                _question(run, q, answers, minimum) for q in run.questions if q["type"] in pulse.SCALES
+                _question(q, answers, audience, minimum) for q in run.questions if q["type"] in pulse.SCALES
             ]
-            biggest = max((r.answers for r in results), default=0)
-            score = _index(run, results) if biggest >= minimum else None
-            index.rows.append([run.title, run.id, run.slot, _shown(biggest, minimum), score])
+            visible = [r for r in results if r.mean is not None]
+            answered: int | str = max(r.answers for r in visible) if visible else _hidden(results, minimum)
+            index.rows.append([run.title, run.id, run.slot, answered, _index(run, results)])
             if run is runs[-1]:
                 for r in results:
                     questions.rows.append(
@@ -344,7 +341,7 @@ def alignment(session: Session, org: Organisation, audience: str | None) -> Sect
                             run.title,
                             run.id,
                             r.text,
-                            _shown(r.answers, minimum),
+                            r.answers if r.mean is not None else _hidden([r], minimum),
                             r.mean,
                             r.sales,
                             r.marketing,
@@ -376,20 +373,27 @@ class _Result:
     sales: float | None = None
     marketing: float | None = None
     distribution: dict[str, int] | None = None
+    rest: int = 0  # answers outside the filter
 
 
-def _question(run: PulseRun, q: dict[str, Any], answers: Sequence[PulseAnswer], minimum: int) -> _Result:
-    numbers = [a for a in answers if a.question == q["id"] and a.number is not None]
-    result = _Result(q["text"], len(numbers))
-    if len(numbers) < minimum:
+def _question(
+    q: dict[str, Any], answers: Sequence[PulseAnswer], audience: str | None, minimum: int
+) -> _Result:
+    """One question's answers from `audience` (None: everyone), shown only when the group and the
+    rest of the run (whose figures the unfiltered page shows) each hold at least `minimum` answers."""
+    everyone = [a for a in answers if a.question == q["id"] and a.number is not None]
+    group = [a for a in everyone if audience is None or a.audience == audience]
+    result = _Result(q["text"], len(group), rest=len(everyone) - len(group))
+    if len(group) < minimum or 0 < result.rest < minimum:
         return result
     low, high = pulse.SCALES[q["type"]]
-    values = [a.number for a in numbers if a.number is not None]
+    values = [a.number for a in group if a.number is not None]
     result.mean = round(statistics.fmean(values), 2)
     result.distribution = {str(v): values.count(v) for v in range(low, high + 1)}
-    for side in ("sales", "marketing"):
-        mine = [a.number for a in numbers if a.side == side and a.number is not None]
-        setattr(result, side, round(statistics.fmean(mine), 2) if len(mine) >= minimum else None)
+    sides = pulse.breakdown({}, group, lambda a: a.side, minimum)
+    result.sales, result.marketing = (
+        None if sides.get(side) is None else round(sides[side] or 0, 2) for side in ("sales", "marketing")
+    )
     return result
 
 
@@ -402,10 +406,11 @@ def _index(run: PulseRun, results: Sequence[_Result]) -> float | None:
     return round(statistics.fmean(scores), 1) if scores else None
 
 
-def _shown(n: int, minimum: int) -> int | str:
-    """A count of answers, or only that it is too small: an exact small count would tell people
-    apart when a filter narrows the group."""
-    return n if n >= minimum else f"fewer than {minimum}"
+def _hidden(results: Sequence[_Result], minimum: int) -> str:
+    """Why a group is not shown, without its exact size: a small count would tell people apart."""
+    if any(r.answers >= minimum for r in results):
+        return f"not shown: the rest would be fewer than {minimum}"
+    return f"fewer than {minimum}"
 
 
 def _rate(n: int, of: int) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -494,12 +494,10 @@ def _question_results(
             low, high = SCALES[q["type"]]
             result.distribution = {str(v): numbers.count(v) for v in range(low, high + 1)}
             result.mean = statistics.fmean(numbers) if numbers else None
-            for side in ("sales", "marketing"):
-                values = [a.number for a in mine if a.side == side and a.number is not None]
-                result.by_side[side] = statistics.fmean(values) if len(values) >= minimum else None
-            for audience in sorted({a.audience for a in mine if a.audience}):
-                values = [a.number for a in mine if a.audience == audience and a.number is not None]
-                result.by_audience[audience] = statistics.fmean(values) if len(values) >= minimum else None
+            sides = breakdown({a.side: [] for a in mine}, mine, lambda a: a.side, minimum)
+            result.by_side = {side: sides.get(side) for side in ("sales", "marketing")}
+            audiences = breakdown({a.audience: [] for a in mine}, mine, lambda a: a.audience, minimum)
+            result.by_audience = {k: v for k, v in sorted(audiences.items()) if k}
         elif q["type"] == "choice" and len(mine) >= minimum:
             result.distribution = {c: sum(1 for a in mine if a.choice == c) for c in q.get("choices", [])}
         elif q["type"] == "text" and len(mine) >= minimum_comments:
@@ -507,6 +505,22 @@ def _question_results(
             result.comments = sorted(a.text for a in mine if a.text)
         found.append(result)
     return found
+
+
+def breakdown(
+    groups: dict[str, list[int]],
+    answers: Sequence[PulseAnswer],
+    group_of: Callable[[PulseAnswer], str],
+    minimum: int,
+) -> dict[str, float | None]:
+    """Each group's mean, or no mean for any group when one of them is smaller than the minimum:
+    beside the total, a small group's answers would follow from the others' by subtraction."""
+    for a in answers:
+        if a.number is not None:
+            groups.setdefault(group_of(a), []).append(a.number)
+    if any(len(values) < minimum for values in groups.values()):
+        return dict.fromkeys(groups)
+    return {group: statistics.fmean(values) for group, values in groups.items()}
 
 
 def _index(questions: Sequence[QuestionResult]) -> float | None:

@@ -248,13 +248,20 @@ def test_results_hide_every_group_below_the_minimum(
         shown = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
     why = next(q for q in shown.questions if q.id == "why")
     assert shown.shown and why.distribution == {"1": 0, "2": 1, "3": 0, "4": 6, "5": 0}
-    assert why.by_side == {"sales": pytest.approx(3.6), "marketing": None}  # 2 marketers: too few
+    # Two marketers are too few; and beside the total, sales' mean would give theirs away.
+    assert why.by_side == {"sales": None, "marketing": None}
     comments = next(q for q in shown.questions if q.id == "else")
     assert comments.answered == 4 and comments.comments is None  # fewer than 10
     rows_out = {(r["question"], r["group"]): r for r in _export(pctx)}
-    marketing = rows_out[("why", "side:marketing")]
-    assert marketing["mean"] == "" and "not shown" in marketing["note"]
-    assert rows_out[("why", "side:sales")]["mean"] == "3.60"
+    for side in ("side:marketing", "side:sales"):
+        assert rows_out[("why", side)]["mean"] == "" and "not shown" in rows_out[("why", side)]["note"]
+
+    for key in ("m2", "m3", "m4"):
+        answer(pctx, who[key], run)
+    with pctx.db.session() as session:
+        both = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
+    why = next(q for q in both.questions if q.id == "why")
+    assert why.by_side == {"sales": pytest.approx(3.6), "marketing": pytest.approx(4.0)}
 
 
 def test_the_minimum_cannot_be_lowered_once_a_run_has_answers(
@@ -399,7 +406,15 @@ def test_each_audience_shows_only_with_enough_people_in_it(
     with pctx.db.session() as session:
         result = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
     why = next(q for q in result.questions if q.id == "why")
-    assert why.by_audience == {"sales": pytest.approx(4.0), "marketing": None}
+    # Marketing's two answers are too few, and sales' mean beside the total would give them away.
+    assert why.by_audience == {"sales": None, "marketing": None}
     exported = {(r["question"], r["group"]): r for r in _export(pctx)}
-    assert exported[("why", "audience:sales")]["mean"] == "4.00"
+    assert exported[("why", "audience:sales")]["mean"] == ""
     assert exported[("why", "audience:marketing")]["mean"] == ""
+
+    for key in ("m2", "m3", "m4"):
+        answer(pctx, who[key], run, why="2")
+    with pctx.db.session() as session:
+        result = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
+    why = next(q for q in result.questions if q.id == "why")
+    assert why.by_audience == {"sales": pytest.approx(4.0), "marketing": pytest.approx(2.0)}
