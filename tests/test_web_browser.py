@@ -161,7 +161,8 @@ def test_the_pulse_filter_never_shows_a_group_below_the_minimum(
         assert page.locator("#pulse svg.chart rect.bar").count() > 0
         page.goto(f"{served.url}/")
         sides = page.locator("table[data-table='pulse-questions'] tr").nth(1).locator("td")
-        assert (sides.nth(5).inner_text(), sides.nth(6).inner_text()) == ("5", "3.2")  # sales; marketing: two 5s, three 2s
+        # Sales: five 5s; marketing: two 5s and three 2s.
+        assert (sides.nth(5).inner_text(), sides.nth(6).inner_text()) == ("5", "3.2")
 
 
 def _rate(page: Page, audience: str) -> str:
