@@ -161,6 +161,26 @@ def test_without_an_address_for_browsers_the_command_says_what_to_set(sctx: Cont
     run(sctx, scenario)
 
 
+def test_locally_a_sign_in_link_shows_the_dashboard_as_its_person(ctx: Context) -> None:
+    with serving(ctx) as served:
+        ctx.public_url = served.url
+        rita = directory.console_actor(ctx, "rep1")
+        found = LINK.search(inbound.command(ctx, rita, "touchline", "dashboard").text)
+        assert found is not None
+
+        async def sign_in() -> tuple[str, str]:
+            async with browser() as rep:
+                async with rep.get(f"{served.url}/") as response:
+                    anyone = await response.text()  # locally the page is open
+                async with rep.post(f"{served.url}/sign-in/{found.group(2)}") as response:
+                    return anyone, await response.text()
+
+        anyone, signed_in = asyncio.run(sign_in())
+    assert "this machine (admin, leader, marketer)" in anyone and "Feedback per asset" in anyone
+    assert "Rita Rep (rep)" in signed_in and "Your objections" in signed_in
+    assert "Feedback per asset" not in signed_in
+
+
 def test_the_local_page_refuses_bad_requests_with_a_page_that_says_why(ctx: Context) -> None:
     with serving(ctx) as served:
         big = urllib.request.Request(

@@ -88,16 +88,21 @@ class WebPage:
     # --- who is looking --------------------------------------------------------------------------
 
     async def viewer(self, request: web.Request) -> Viewer:
-        """The signed-in person; locally, whoever `?as=` names, else someone who sees everything."""
-        if self.local:
-            person = request.query.get("as", "")
-            if person in self.ctx.org.people:
-                return await asyncio.to_thread(self._local_viewer, person)
-            return Viewer(0, "this machine", frozenset({"leader", "marketer", "admin"}))
+        """Who is looking: locally, whoever `?as=` names; else the signed-in person; else, locally,
+        someone who sees everything."""
+        person = request.query.get("as", "")
+        if self.local and person in self.ctx.org.people:
+            return await asyncio.to_thread(self._local_viewer, person)
         token = request.cookies.get(COOKIE, "")
-        if not token:
-            raise NotSignedIn("Sign in first: type /touchline dashboard in Slack or Teams for a link.")
-        return await asyncio.to_thread(signin.viewer, self.ctx, token)
+        if token:
+            try:
+                return await asyncio.to_thread(signin.viewer, self.ctx, token)
+            except NotSignedIn:
+                if not self.local:
+                    raise
+        if self.local:
+            return Viewer(0, "this machine", frozenset({"leader", "marketer", "admin"}))
+        raise NotSignedIn("Sign in first: type /touchline dashboard in Slack or Teams for a link.")
 
     def _local_viewer(self, person: str) -> Viewer:
         actor = directory.console_actor(self.ctx, person)
