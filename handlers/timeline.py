@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from handlers.ui import Card
@@ -45,9 +45,10 @@ def channels(session: Session, *, platform: str) -> list[Channel]:
 
 
 def messages(
-    session: Session, *, platform: str, address: str, direct: bool, limit: int = SHOWN
+    session: Session, *, platform: str, address: str, direct: bool, now: datetime, limit: int = SHOWN
 ) -> list[Message]:
-    """The latest messages to a channel (or, `direct`, to a person), oldest first."""
+    """The latest messages to a channel (or, `direct`, to a person), oldest first: those sent, and
+    those due by `now` (a pulse invitation waiting for the person's morning is not shown yet)."""
     rows = session.exec(
         select(Outbox)
         .where(
@@ -55,6 +56,7 @@ def messages(
             Outbox.address == address,
             Outbox.kind == (outbox.DIRECT if direct else outbox.POST),
             Outbox.status != outbox.FAILED,
+            or_(col(Outbox.status) == outbox.SENT, col(Outbox.due_at) <= now),
         )
         .order_by(col(Outbox.id).desc())
         .limit(limit)

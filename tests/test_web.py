@@ -14,18 +14,22 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession, CookieJar
 from sqlmodel import select
 
-from handlers import directory, inbound
+from bot.config import parse_organisation_text
+from handlers import directory, inbound, setup
 from handlers.context import Context
+from storage.database import Database
 from storage.models import Objection, SignInLink, WebSession
 from tests.fakes import Clock, rows
 from tests.slack_world import World, run
 from tests.teams_world import teams_world
+from tests.test_pulse import open_tuesday, organisation
 from tests.test_slack import LEAD, MARKET, REP1, announce, sctx  # noqa: F401  (the fixture)
 from tests.test_teams import REP1 as TEAMS_REP1
 from tests.test_teams import tctx  # noqa: F401  (the fixture)
@@ -179,6 +183,19 @@ def test_locally_a_sign_in_link_shows_the_dashboard_as_its_person(ctx: Context) 
     assert "this machine (admin, leader, marketer)" in anyone and "Feedback per asset" in anyone
     assert "Rita Rep (rep)" in signed_in and "Your objections" in signed_in
     assert "Feedback per asset" not in signed_in
+
+
+def test_try_shows_a_message_only_once_it_is_due(db: Database, clock: Clock) -> None:
+    clock.now = datetime(2026, 11, 30, 21, 0, tzinfo=UTC)  # Monday evening
+    ctx = Context(db=db, org=parse_organisation_text(organisation()), clock=clock)
+    setup.apply(ctx)
+    open_tuesday(ctx)  # Sam in New York is invited at 10:00 there: 15:00 UTC on Tuesday
+    with serving(ctx) as served:
+        _, before = _open(urllib.request.Request(f"{served.url}/try?as=s6"))
+        clock.now = datetime(2026, 12, 1, 15, 1, tzinfo=UTC)
+        _, after = _open(urllib.request.Request(f"{served.url}/try?as=s6"))
+    assert "Alignment pulse" not in before and "Nothing in Direct messages" in before
+    assert "Alignment pulse" in after
 
 
 def test_the_local_page_refuses_bad_requests_with_a_page_that_says_why(ctx: Context) -> None:

@@ -80,7 +80,7 @@ class TryPage:
             if channel not in {c.address for c in channels}:
                 channel = ""
             shown = timeline.messages(
-                session, platform=PLATFORM, address=channel or person, direct=not channel
+                session, platform=PLATFORM, address=channel or person, direct=not channel, now=self.ctx.now()
             )
         nav = [
             f"<a href='{url('/try', **{'as': person})}' class='{'' if channel else 'here'}'>"
