@@ -352,8 +352,9 @@ def alignment(session: Session, org: Organisation, audience: str | None) -> Sect
                     )
     smallest = max(minimums, default=0)
     note = (
-        f"Groups of fewer than {smallest} people are not shown (“fewer than {smallest}”), "
-        "whatever the filter."
+        f"Groups of fewer than {smallest} people are not shown (“fewer than {smallest}”), whatever the "
+        "filter; sales versus marketing, and a filtered audience, show only when the other side is "
+        "that large too."
         if smallest
         else ""
     )
