@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,24 +70,30 @@ class Dashboard:
 
 
 def build(
-    session: Session, org: Organisation, viewer: Viewer, *, now: datetime, audience: str | None
+    session: Session,
+    org: Organisation,
+    viewer: Viewer,
+    *,
+    now: datetime,
+    audience: str | None,
+    only: str | None = None,
 ) -> Dashboard:
     """What `viewer` may see: everyone sees the decisions; a rep their own objections; marketers,
-    leaders and admins the assets, the themes and the pulse too."""
+    leaders and admins the assets, the themes and the pulse too. `only` names the one section
+    to build (a CSV download needs no more)."""
     audiences = [
         (a.key, a.label or a.key) for a in session.exec(select(Audience).order_by(col(Audience.key)))
     ]
     if audience is not None and audience not in {key for key, _ in audiences}:
         audience = None
-    sections = [decisions(session, now=now)]
+    wanted: dict[str, Callable[[], Section]] = {"decisions": lambda: decisions(session, now=now)}
     if viewer.sees_everything:
-        sections += [
-            assets(session),
-            objection_themes(session, org, now=now),
-            alignment(session, org, audience),
-        ]
+        wanted["assets"] = lambda: assets(session)
+        wanted["objections"] = lambda: objection_themes(session, org, now=now)
+        wanted["pulse"] = lambda: alignment(session, org, audience)
     else:
-        sections.append(own_objections(session, viewer.person_id))
+        wanted["objections"] = lambda: own_objections(session, viewer.person_id)
+    sections = [make() for key, make in wanted.items() if only in (None, key)]
     return Dashboard(sections, audiences, audience, now)
 
 

@@ -21,15 +21,13 @@ from typing import Any
 from aiohttp import ClientSession, CookieJar
 from sqlmodel import select
 
-from bot.config import parse_organisation_text
-from handlers import directory, inbound, setup
+from handlers import directory, inbound
 from handlers.context import Context
-from storage.database import Database
 from storage.models import Objection, SignInLink, WebSession
 from tests.fakes import Clock, rows
 from tests.slack_world import World, run
 from tests.teams_world import teams_world
-from tests.test_pulse import open_tuesday, organisation
+from tests.test_pulse import open_tuesday, pctx  # noqa: F401  (the fixture)
 from tests.test_slack import LEAD, MARKET, REP1, announce, sctx  # noqa: F401  (the fixture)
 from tests.test_teams import REP1 as TEAMS_REP1
 from tests.test_teams import tctx  # noqa: F401  (the fixture)
@@ -79,7 +77,7 @@ def test_a_slack_link_signs_in_once_and_each_role_sees_its_own_dashboard(sctx: C
             assert "Acknowledgement by decision and audience" in page and "Mid-market first" in page
             assert "Your objections" in page and "too expensive for a pilot" in page
             assert "Feedback per asset" not in page and "Alignment index" not in page
-            async with rep.get(f"{base}/dashboard/assets.csv") as response:
+            async with rep.get(f"{base}/dashboard/assets/assets.csv") as response:
                 assert response.status == 404  # a rep's dashboard has no asset table to download
             async with rep.get(f"{base}/try?as=lead") as response:
                 assert response.status == 404  # playing other people is for a local Touchline only
@@ -103,14 +101,14 @@ def test_a_slack_link_signs_in_once_and_each_role_sees_its_own_dashboard(sctx: C
             assert "Mia Marketer (marketer)" in page
             assert "Feedback per asset" in page and "Objections per theme and week" in page
             assert "Your objections" not in page and "too expensive for a pilot" not in page
-            async with marketer.get(f"{base}/dashboard/decisions.csv") as response:
+            async with marketer.get(f"{base}/dashboard/decisions/decisions.csv") as response:
                 assert response.headers["Content-Type"].startswith("text/csv")
                 table = list(csv.DictReader(io.StringIO(await response.text())))
             assert [(r["audience"], r["acknowledged"], r["members"]) for r in table] == [
                 ("all", "0", "2"),
                 ("Sales EMEA", "0", "2"),
             ]
-            async with marketer.get(f"{base}/dashboard/acknowledgements-over-time.csv") as response:
+            async with marketer.get(f"{base}/dashboard/decisions/acknowledgements-over-time.csv") as response:
                 curve = list(csv.DictReader(io.StringIO(await response.text())))
             assert {(r["audience"], r["members"]) for r in curve} == {("all", "2"), ("Sales EMEA", "2")}
             clock.advance(hours=8, minutes=1)  # the session has ended
@@ -185,10 +183,8 @@ def test_locally_a_sign_in_link_shows_the_dashboard_as_its_person(ctx: Context) 
     assert "Feedback per asset" not in signed_in
 
 
-def test_try_shows_a_message_only_once_it_is_due(db: Database, clock: Clock) -> None:
-    clock.now = datetime(2026, 11, 30, 21, 0, tzinfo=UTC)  # Monday evening
-    ctx = Context(db=db, org=parse_organisation_text(organisation()), clock=clock)
-    setup.apply(ctx)
+def test_try_shows_a_message_only_once_it_is_due(pctx: Context, clock: Clock) -> None:  # noqa: F811
+    ctx = pctx  # Monday evening
     open_tuesday(ctx)  # Sam in New York is invited at 10:00 there: 15:00 UTC on Tuesday
     with serving(ctx) as served:
         _, before = _open(urllib.request.Request(f"{served.url}/try?as=s6"))
@@ -223,7 +219,7 @@ def test_the_local_page_refuses_bad_requests_with_a_page_that_says_why(ctx: Cont
         status, page = _open(urllib.request.Request(f"{served.url}/nothing-here"))
         assert status == 404 and "<html" in page
 
-        status, page = _open(urllib.request.Request(f"{served.url}/dashboard/no-such-table.csv"))
+        status, page = _open(urllib.request.Request(f"{served.url}/dashboard/decisions/no-such-table.csv"))
         assert status == 404 and "no table called no-such-table" in page
     assert rows(ctx.db, Objection) == []
 
@@ -241,7 +237,9 @@ def test_text_from_people_is_escaped_on_the_page_and_defused_in_csv(ctx: Context
         status, page = _open(urllib.request.Request(f"{served.url}/try?as=rep1"))
         assert status == 200 and "<script>alert(1)</script>" not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-        status, mine = _open(urllib.request.Request(f"{served.url}/dashboard/my-objections.csv?as=rep1"))
+        status, mine = _open(
+            urllib.request.Request(f"{served.url}/dashboard/objections/my-objections.csv?as=rep1")
+        )
         [row] = list(csv.DictReader(io.StringIO(mine)))
         assert row["text"].startswith("'=HYPERLINK")  # a spreadsheet shows it; it does not run it
 

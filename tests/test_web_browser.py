@@ -10,12 +10,10 @@ from datetime import timedelta
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
-from bot.config import parse_organisation_text
-from handlers import directory, inbound, setup
+from handlers import directory, inbound
 from handlers.context import Context
-from storage.database import Database
 from tests.fakes import Clock
-from tests.test_pulse import answer, open_tuesday, organisation
+from tests.test_pulse import answer, open_tuesday, pctx  # noqa: F401  (the fixture)
 from tests.web_world import CHROMIUM, CHROMIUM_ARGS, serving
 
 
@@ -107,25 +105,17 @@ def test_the_theme_trend_chart_draws_a_line_per_theme(ctx: Context, clock: Clock
         expect(table).to_contain_text("price")
 
 
-@pytest.fixture
-def pulse_ctx(db: Database, clock: Clock) -> Context:
-    from datetime import UTC, datetime
-
-    clock.now = datetime(2026, 11, 30, 21, 0, tzinfo=UTC)
-    context = Context(db=db, org=parse_organisation_text(organisation()), clock=clock)
-    setup.apply(context)
-    return context
-
-
 def test_the_pulse_filter_never_shows_a_group_below_the_minimum(
-    pulse_ctx: Context, clock: Clock, page: Page
+    pctx: Context,  # noqa: F811
+    clock: Clock,
+    page: Page,
 ) -> None:
-    run = open_tuesday(pulse_ctx)
+    run = open_tuesday(pctx)
     clock.advance(hours=14)  # everyone's invitation is out
     for key in ["s0", "s1", "s2", "s3", "s4", "m0", "m1"]:  # five sellers, two marketers
-        assert "Thank" in answer(pulse_ctx, directory.console_actor(pulse_ctx, key), run, why="5")
+        assert "Thank" in answer(pctx, directory.console_actor(pctx, key), run, why="5")
 
-    with serving(pulse_ctx) as served:
+    with serving(pctx) as served:
         page.goto(f"{served.url}/")
         everyone = page.locator("table[data-table='alignment'] tr").nth(1)
         expect(everyone).not_to_contain_text("fewer than")
@@ -155,7 +145,7 @@ def test_the_pulse_filter_never_shows_a_group_below_the_minimum(
         assert page.locator("#pulse svg.chart rect.bar").count() == 0
 
         for key in ["m2", "m3", "m4"]:
-            assert "Thank" in answer(pulse_ctx, directory.console_actor(pulse_ctx, key), run, why="2")
+            assert "Thank" in answer(pctx, directory.console_actor(pctx, key), run, why="2")
         page.reload()
         expect(page.locator("table[data-table='alignment'] tr").nth(1)).not_to_contain_text("not shown")
         assert page.locator("#pulse svg.chart rect.bar").count() > 0

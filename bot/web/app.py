@@ -40,7 +40,7 @@ class WebPage:
     def routes(self, app: web.Application) -> None:
         app.middlewares.append(self.guard)
         app.router.add_get("/", self.show_dashboard)
-        app.router.add_get("/dashboard/{name}.csv", self.download)
+        app.router.add_get("/dashboard/{section}/{name}.csv", self.download)
         app.router.add_get("/sign-in/{token}", self.sign_in_page)
         app.router.add_post("/sign-in/{token}", self.sign_in)
         app.router.add_post("/sign-out", self.sign_out)
@@ -112,13 +112,12 @@ class WebPage:
 
     async def show_dashboard(self, request: web.Request) -> web.Response:
         try:
-            viewer = await self.viewer(request)
+            viewer, board = await self._board_for(request)
         except (NotSignedIn, Refusal) as refused:
             return self._refused(refused)
-        board = await asyncio.to_thread(self._board, viewer, request.query.get("audience") or None)
         as_person = request.query.get("as") if self.local else None
         body = dashboard_html(board, as_person=as_person)
-        if not self.local:
+        if COOKIE in request.cookies:
             body += "<form method='post' action='/sign-out'><button type='submit'>Sign out</button></form>"
         who = f"{viewer.name} ({', '.join(sorted(viewer.roles)) or 'no role'})"
         return _html(
@@ -133,10 +132,9 @@ class WebPage:
 
     async def download(self, request: web.Request) -> web.Response:
         try:
-            viewer = await self.viewer(request)
+            _, board = await self._board_for(request, only=request.match_info["section"])
         except (NotSignedIn, Refusal) as refused:
             return self._refused(refused)
-        board = await asyncio.to_thread(self._board, viewer, request.query.get("audience") or None)
         name = request.match_info["name"]
         table = board.table(name)
         if table is None:
@@ -148,9 +146,20 @@ class WebPage:
             headers={"Content-Disposition": f'attachment; filename="touchline-{table.name}.csv"'},
         )
 
-    def _board(self, viewer: Viewer, audience: str | None) -> dashboard.Dashboard:
-        with self.ctx.db.session() as session:
-            return dashboard.build(session, self.ctx.org, viewer, now=self.ctx.now(), audience=audience)
+    async def _board_for(
+        self, request: web.Request, *, only: str | None = None
+    ) -> tuple[Viewer, dashboard.Dashboard]:
+        """Who is looking, and the dashboard (or its section `only`) as they may see it."""
+        viewer = await self.viewer(request)
+        audience = request.query.get("audience") or None
+
+        def build() -> dashboard.Dashboard:
+            with self.ctx.db.session() as session:
+                return dashboard.build(
+                    session, self.ctx.org, viewer, now=self.ctx.now(), audience=audience, only=only
+                )
+
+        return viewer, await asyncio.to_thread(build)
 
     async def sign_in_page(self, request: web.Request) -> web.Response:
         # A button, not an automatic sign-in: link previews and mail scanners open links too.

@@ -32,7 +32,7 @@ def dashboard_html(board: Dashboard, *, as_person: str | None) -> str:
             )
         parts.append(_charts(section))
         for table in section.tables:
-            parts.append(_table(table, board, as_person))
+            parts.append(_table(section.key, table, board, as_person))
         parts.append("</section>")
     return "".join(parts)
 
@@ -90,8 +90,8 @@ def _charts(section: Section) -> str:
     return "<div class='charts'>" + "".join(charts) + "</div>"
 
 
-def _table(table: Table, board: Dashboard, as_person: str | None) -> str:
-    csv_link = url(f"/dashboard/{table.name}.csv", audience=board.audience, **{"as": as_person})
+def _table(section: str, table: Table, board: Dashboard, as_person: str | None) -> str:
+    csv_link = url(f"/dashboard/{section}/{table.name}.csv", audience=board.audience, **{"as": as_person})
     head = (
         f"<div class='table-head'><h3>{e(table.title)}</h3>"
         f"<a class='csv' href='{csv_link}' download>Download CSV</a></div>"
