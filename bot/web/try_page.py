@@ -194,7 +194,7 @@ class TryPage:
         text = form.get("text", [""])[0].strip()
         if text:
             name, _, rest = text.lstrip("/").partition(" ")
-            await self._answer(
+            self._answer(
                 person, await asyncio.to_thread(inbound.command, self.ctx, actor, name, rest.strip())
             )
         return _back(person, form)
@@ -207,7 +207,7 @@ class TryPage:
             self._tell(person, "That button is no longer there; the page shows the card as it reads now.")
             return _back(person, form)
         button = card.buttons[int(number) - 1]
-        await self._answer(
+        self._answer(
             person, await asyncio.to_thread(inbound.action, self.ctx, actor, button.action_id, button.value)
         )
         return _back(person, form)
@@ -221,9 +221,7 @@ class TryPage:
             return _back(person, form)
         ref = PostRef(PLATFORM, message.address, str(message.id))
         reply = await asyncio.to_thread(inbound.reaction, self.ctx, actor, ref, emoji, True)
-        await self._answer(
-            person, reply if not reply.is_empty else Reply(text=f"You reacted {REACTIONS[emoji]}.")
-        )
+        self._answer(person, reply if not reply.is_empty else Reply(text=f"You reacted {REACTIONS[emoji]}."))
         return _back(person, form)
 
     async def submit(self, request: web.Request) -> web.StreamResponse:
@@ -239,7 +237,7 @@ class TryPage:
             seat.reply_text, seat.reply_card = "Some fields need fixing; what you typed is kept.", None
             return _back(person, form)
         seat.form, seat.values, seat.errors = None, {}, {}
-        await self._answer(person, reply)
+        self._answer(person, reply)
         return _back(person, form)
 
     async def cancel(self, request: web.Request) -> web.StreamResponse:
@@ -260,7 +258,7 @@ class TryPage:
             raise web.HTTPBadRequest(text=refusal.message) from None
         return form, actor, person
 
-    async def _answer(self, person: str, reply: Reply) -> None:
+    def _answer(self, person: str, reply: Reply) -> None:
         seat = self.seats.setdefault(person, Seat())
         seat.reply_text, seat.reply_card = reply.text, reply.card
         if reply.form is not None:
