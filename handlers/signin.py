@@ -16,6 +16,7 @@ from handlers.ui import Reply
 from storage.models import GroupMember, Identity, Person, SignInLink, WebSession
 
 LINK_VALID = timedelta(minutes=10)
+LINK_KEPT = timedelta(days=1)
 SESSION_VALID = timedelta(hours=8)  # a working day; after that, /touchline dashboard again
 
 
@@ -112,8 +113,9 @@ def redeem(ctx: Context, token: str) -> str:
                 expires_at=now + SESSION_VALID,
             )
         )
-        # Expired links and sessions are of no use to anyone: tidy them as people sign in.
-        session.execute(delete(SignInLink).where(col(SignInLink.expires_at) < now - LINK_VALID))
+        # Expired links and sessions are of no use to anyone: tidy them as people sign in (a link is
+        # kept a day, so that opening it again still says it was used or has expired).
+        session.execute(delete(SignInLink).where(col(SignInLink.expires_at) < now - LINK_KEPT))
         session.execute(delete(WebSession).where(col(WebSession.expires_at) < now))
     return session_token
 
