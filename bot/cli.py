@@ -22,7 +22,7 @@ from bot.console.repl import run_console
 from bot.server import Touchline, stop_on_signals
 from bot.slack import manifest
 from bot.teams import manifest as teams_manifest
-from handlers import conversations, digest, exports, pulse
+from handlers import conversations, digest, exports, privacy, pulse
 from handlers.context import Context, Refusal
 from handlers.text import count
 from scheduler.runner import SchedulerRunner
@@ -226,6 +226,20 @@ def import_command(
         more = f"\n  … and {len(result.problems) - 50} more" if len(result.problems) > 50 else ""
         fail(f"{file}: nothing was loaded; fix these and run it again:\n  " + "\n  ".join(shown) + more)
     typer.echo(f"{file}: {result.loaded} objections loaded, each with its theme.")
+
+
+@app.command("forget")
+def forget_command(
+    person: Annotated[str, typer.Argument(help="their key in app.yaml, slack:U…, teams:<id> or e-mail")],
+    config: ConfigOption = None,
+) -> None:
+    """Erase a person's personal data on request: what they said stays, without their name."""
+    with running(config) as ctx:
+        try:
+            forgotten = privacy.forget(ctx, person)
+        except Refusal as refusal:
+            fail(refusal.message)
+    typer.echo("\n".join(forgotten.lines()))
 
 
 @app.command("digest")

@@ -273,6 +273,8 @@ class Objections(Strict):
     # How objections without a cue word find their theme: shared words, or meaning with the
     # semantic extra (pip install '.[semantic]').
     grouping: Literal["words", "semantic"] = "words"
+    # Objections older than this many months are deleted (none, when not set).
+    keep_for_months: int | None = Field(default=None, ge=1, le=1200)
 
 
 Rate = Annotated[tuple[int, float], BeforeValidator(parse_rate)]

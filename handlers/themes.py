@@ -256,8 +256,8 @@ def split(
         o.theme_id = new.id  # type: ignore[assignment]
         session.add(o)
     session.flush()
-    _rebuild(session, ctx, theme)
-    _rebuild(session, ctx, new)
+    rebuild(session, ctx, theme)
+    rebuild(session, ctx, new)
     audit.record(
         session,
         at=now,
@@ -284,8 +284,8 @@ def move(
     session.add(objection)
     session.flush()
     if source is not None:
-        _rebuild(session, ctx, source)
-    _rebuild(session, ctx, target)
+        rebuild(session, ctx, source)
+    rebuild(session, ctx, target)
     audit.record(
         session,
         at=now,
@@ -314,7 +314,7 @@ def overview(session: Session) -> Card:
     )
 
 
-def _rebuild(session: Session, ctx: Context, theme: Theme) -> None:
+def rebuild(session: Session, ctx: Context, theme: Theme) -> None:
     """Recompute a theme's profile and size from the objections it has now."""
     texts = list(session.exec(select(Objection.text).where(Objection.theme_id == theme.id).limit(5000)))
     grouper = grouping.grouper_named(ctx.org.objections.grouping)

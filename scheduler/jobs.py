@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from handlers import assets, digest, pulse, strategy
+from handlers import assets, digest, privacy, pulse, strategy
 from handlers.context import Context
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,13 @@ def remind_acknowledgements() -> None:
 
 def close_drafts() -> None:
     assets.close_due_drafts(_ctx())
+
+
+def keep_objections() -> None:
+    """Objections older than `objections.keep_for_months` go (nothing, when it is not set)."""
+    gone = privacy.apply_retention(_ctx())
+    if gone:
+        log.info("retention: %d objections older than the months app.yaml keeps were deleted", gone)
 
 
 def send_digest() -> None:

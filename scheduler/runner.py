@@ -74,6 +74,12 @@ def wanted_jobs(org: Organisation, timing: Timing) -> dict[str, dict[str, Any]]:
         ("draft-deadlines", "close_drafts"),
     ):
         wanted[job_id] = {"func": f"scheduler.jobs:{func}", "trigger": tick, "misfire_grace_time": grace}
+    if org.objections.keep_for_months is not None:
+        wanted["objection-retention"] = {
+            "func": "scheduler.jobs:keep_objections",
+            "trigger": tick,
+            "misfire_grace_time": grace,
+        }
     return wanted
 
 
