@@ -26,7 +26,8 @@ def escape(text: str) -> str:
 
 def card(card: Card) -> dict[str, Any]:
     """A card as an Adaptive Card: title, sections (long ones split), buttons, footer."""
-    body: list[dict[str, Any]] = [_text(card.title, weight="Bolder", size="Medium")]
+    # Titles carry people's words too (a decision's, an asset's): as inert as the rest.
+    body: list[dict[str, Any]] = [_text(escape(card.title), weight="Bolder", size="Medium")]
     parts: list[dict[str, Any]] = []
     for section in card.sections:
         parts += _section(section)
