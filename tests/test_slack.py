@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 import urllib.parse
 
 import pytest
@@ -156,6 +157,22 @@ def test_only_requests_signed_by_slack_and_fresh_are_heard(sctx: Context) -> Non
         assert (forged, stale) == (401, 401)
         await asyncio.sleep(0.2)
         assert rows(world.ctx.db, Objection) == [] and world.fake.called("response_url") == []
+
+    run(sctx, scenario)
+
+
+def test_a_replayed_request_is_refused_even_with_its_valid_signature(sctx: Context) -> None:
+    async def scenario(world: World) -> None:
+        body = slack_fake.slash_command("objection", "too expensive", REP1, fake=world.fake)
+        now = int(time.time())
+        first, _ = await world.send(body, timestamp=now)
+        again, said = await world.send(body, timestamp=now)  # the same request, byte for byte
+        assert (first, again) == (200, 401) and "already received" in said
+        await world.fake.wait_for("response_url")
+        await world.settled()
+        assert len(rows(world.ctx.db, Objection)) == 1
+        retried, _ = await world.send(body, timestamp=now + 1)  # signed anew, as Slack's retries are
+        assert retried == 200
 
     run(sctx, scenario)
 

@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.blocks import home_view, modal, reply_message, submitted
@@ -30,6 +32,7 @@ from handlers.ui import Reply
 log = logging.getLogger(__name__)
 COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline")
 SHORTCUT = "log_as_objection"
+FRESH = 5 * 60 + 30  # seconds a signature stays valid (Slack's 5 minutes, and clock skew)
 
 
 def _given_client(record: logging.LogRecord) -> bool:
@@ -47,6 +50,8 @@ class SlackApp:
         self.people = SlackPeople(ctx, client)
         self._working: set[asyncio.Task[Any]] = set()
         self._http: ClientSession | None = None
+        self._verifier = SignatureVerifier(signing_secret)
+        self._seen: dict[str, float] = {}  # signatures of requests heard, oldest first
         bolt_log = logging.getLogger("slack_bolt.AsyncApp")
         bolt_log.addFilter(_given_client)
         self.bolt = AsyncApp(
@@ -59,8 +64,28 @@ class SlackApp:
         self._listen()
 
     async def handle(self, request: web.Request) -> web.Response:
-        """`POST /slack/events`: Bolt verifies the signature and its age, then dispatches."""
+        """`POST /slack/events`: a request heard before is refused; Bolt verifies the signature and
+        its age, then dispatches."""
+        if self._replayed(request.headers, await request.read()):
+            log.warning("refused a Slack request that was heard before (a replay)")
+            return web.Response(status=401, text="This request was already received.")
         return await to_aiohttp_response(await self.bolt.async_dispatch(await to_bolt_request(request)))
+
+    def _replayed(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """A correctly signed request whose signature was already seen. Slack signs each request,
+        retries included, anew; only a copy repeats a signature, and within the 5 minutes a
+        signature stays fresh. (Kept per process: with several replicas, per replica.)"""
+        signature = headers.get("X-Slack-Signature", "")
+        timestamp = headers.get("X-Slack-Request-Timestamp", "")
+        if not signature or not self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
+            return False  # Bolt refuses it, with its reason
+        now = time.monotonic()
+        while self._seen and next(iter(self._seen.values())) < now - FRESH:
+            del self._seen[next(iter(self._seen))]
+        if signature in self._seen:
+            return True
+        self._seen[signature] = now
+        return False
 
     async def settled(self) -> None:
         """Wait for the work Slack was already answered for (Bolt acknowledges first and works
