@@ -46,8 +46,9 @@ class World:
         assert status == 200, text
         return json.loads(text) if text.strip() else {}
 
-    async def event(self, kind: str, fields: dict[str, Any], event_id: str) -> int:
-        status, _ = await self.send(slack_fake.event(kind, fields, event_id=event_id), "application/json")
+    async def event(self, kind: str, fields: dict[str, Any], event_id: str, **signing: Any) -> int:
+        body = slack_fake.event(kind, fields, event_id=event_id)
+        status, _ = await self.send(body, "application/json", **signing)
         return status
 
     async def settled(self) -> None:

@@ -24,7 +24,7 @@ from storage.database import Database
 from storage.models import Acknowledgement, Decision, InboundEvent, Objection, Outbox, Person, Question
 from tests import slack_fake
 from tests.fakes import Clock, rows
-from tests.slack_world import World, run
+from tests.slack_world import FORM, World, run
 
 ORG = """\
 organisation: {name: Slack Co, timezone: Europe/Berlin}
@@ -105,7 +105,11 @@ def test_a_decision_goes_out_is_acknowledged_by_button_and_reaction_and_counts_l
             "item_user": slack_fake.BOT_USER,
         }
         assert await world.event("reaction_added", reaction, "Ev0000000001") == 200
-        assert await world.event("reaction_added", reaction, "Ev0000000001") == 200  # Slack retrying it
+        # Slack retrying it: the same event, signed anew.
+        assert (
+            await world.event("reaction_added", reaction, "Ev0000000001", timestamp=int(time.time()) + 1)
+            == 200
+        )
         await world.fake.wait_for("chat.postEphemeral", 2)
         await asyncio.sleep(0.3)
         assert len(rows(world.ctx.db, Acknowledgement)) == 2
@@ -173,6 +177,14 @@ def test_a_replayed_request_is_refused_even_with_its_valid_signature(sctx: Conte
         assert len(rows(world.ctx.db, Objection)) == 1
         retried, _ = await world.send(body, timestamp=now + 1)  # signed anew, as Slack's retries are
         assert retried == 200
+        await world.fake.wait_for("response_url", 2)
+        await world.settled()
+        assert len(rows(world.ctx.db, Objection)) == 2  # a command, unlike an event, has no id to dedupe by
+        headers = {**slack_fake.sign(body, timestamp=now), "Content-Type": FORM, "X-Slack-Retry-Num": "1"}
+        async with world.http.post(world.url, data=body.encode(), headers=headers) as response:
+            assert response.status == 200  # a copy marked as Slack's retry: answered, not done again
+        await world.settled()
+        assert len(rows(world.ctx.db, Objection)) == 2
 
     run(sctx, scenario)
 

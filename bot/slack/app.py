@@ -67,6 +67,8 @@ class SlackApp:
         """`POST /slack/events`: a request heard before is refused; Bolt verifies the signature and
         its age, then dispatches."""
         if self._replayed(request.headers, await request.read()):
+            if "X-Slack-Retry-Num" in request.headers:
+                return web.Response(text="Already received.")  # Slack's own retry: it may stop
             log.warning("refused a Slack request that was heard before (a replay)")
             return web.Response(status=401, text="This request was already received.")
         return await to_aiohttp_response(await self.bolt.async_dispatch(await to_bolt_request(request)))
