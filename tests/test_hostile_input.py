@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -15,9 +16,10 @@ from sqlalchemy import func, select
 from bot.slack import blocks
 from bot.teams import cards as teams_cards
 from bot.web.cards import card_html
-from handlers import assets, inbound, objections, strategy
+from handlers import assets, directory, inbound, objections, setup, strategy
 from handlers.context import Actor, Context
 from handlers.ui import Card, Fact, Reply, Section
+from storage.database import Database
 from storage.models import Objection, metadata
 from tests.test_refusals import ASSET, DECISION
 
@@ -189,3 +191,29 @@ def _texts(block: Any) -> Iterator[dict[str, Any]]:
     elif isinstance(block, list):
         for item in block:
             yield from _texts(item)
+
+
+def test_concurrent_writers_on_sqlite_never_see_the_database_locked(sqlite_url: str, org: Any) -> None:
+    """Forty people logging, acknowledging and asking at once, each in a thread of their own, as the
+    server runs handlers: every one gets their answer, and every change is stored."""
+    ctx = Context(db=Database.from_url(sqlite_url), org=org)
+    setup.apply(ctx)
+    lead = directory.console_actor(ctx, "lead")
+    inbound.submit(ctx, lead, strategy.ANNOUNCE_FORM, DECISION)
+    reps = [directory.identify(ctx, "slack", f"U0LOAD{n:05d}", name=f"Rep {n}") for n in range(40)]
+
+    def busy(actor: Actor) -> list[str]:
+        said = [
+            inbound.command(ctx, actor, "objection", f"too expensive, says customer {actor.user_id}").text
+        ]
+        said.append(inbound.action(ctx, actor, strategy.ACK, "1").text)
+        said.append(inbound.command(ctx, actor, "objection", "mine").text)
+        return said
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        replies = [text for said in pool.map(busy, reps) for text in said]
+    assert not [t for t in replies if FAILED in t or "locked" in t.lower()]
+    with ctx.db.session() as session:
+        assert session.execute(select(func.count()).select_from(Objection)).scalar_one() == 40
+        assert strategy.acknowledgement_count(session, 1)[0] == 40
+    ctx.db.dispose()
