@@ -12,7 +12,8 @@ Row = TypeVar("Row", bound=SQLModel)
 def number_in(text: str) -> int | None:
     """`"#12"` or `" 12 "` -> 12; anything else (words, a 40-digit number) -> None."""
     token = text.strip().lstrip("#")
-    return int(token) if token.isdigit() and len(token) <= 12 else None
+    # isascii: "²" is a digit to Python, but not a number anyone typed on purpose.
+    return int(token) if token.isascii() and token.isdigit() and len(token) <= 12 else None
 
 
 def find(session: Session, model: type[Row], text: str, *, lock: bool = False) -> Row | None:

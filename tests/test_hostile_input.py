@@ -42,6 +42,8 @@ HOSTILE = st.sampled_from(
         "x" * 100_000,
         "🙂" * 5_000,
         "ñ" * 2_001,
+        "²",  # a digit to Python's isdigit(), not a number int() reads
+        "#١٢",
     ]
 )
 TEXT = st.one_of(HOSTILE, st.text(max_size=300), st.text(alphabet=st.characters(codec="utf-8"), max_size=50))
@@ -117,7 +119,10 @@ def form_values(form_id: str) -> st.SearchStrategy[dict[str, Any]]:
         assets.SUGGEST_FORM: ["text", "asset"],
     }[form_id]
     value = st.one_of(
-        TEXT, st.lists(TEXT, max_size=3), st.booleans(), st.sampled_from(["1", "emea", "2026-12-01"])
+        TEXT,
+        st.lists(TEXT, max_size=3),
+        st.booleans(),
+        st.sampled_from(["1", "emea", "2026-12-01", "²", "#³"]),
     )
     return st.dictionaries(st.sampled_from(names), value, max_size=len(names))
 

@@ -128,7 +128,9 @@ class Console:
         buttons = card.buttons
         if not buttons:
             raise Refusal(f"{what} has no buttons.")
-        if not button_number.isdigit() or not 1 <= int(button_number) <= len(buttons):
+        if not (button_number.isascii() and button_number.isdigit()) or not 1 <= int(button_number) <= len(
+            buttons
+        ):
             raise Refusal(f"{what} has buttons 1 to {len(buttons)}.")
         button = buttons[int(button_number) - 1]
         await self.show_reply(await self.call(inbound.action, self.actor, button.action_id, button.value))
@@ -189,7 +191,7 @@ class Console:
     @staticmethod
     def _option(field: FormField, item: str) -> str:
         """An option by its number in the list, its value or its label."""
-        if item.isdigit() and 1 <= int(item) <= len(field.options):
+        if item.isascii() and item.isdigit() and 1 <= int(item) <= len(field.options):
             return field.options[int(item) - 1].value
         by_label = {o.label.casefold(): o.value for o in field.options}
         return by_label.get(item.casefold(), item)

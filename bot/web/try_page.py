@@ -203,7 +203,12 @@ class TryPage:
         form, actor, person = await self._posted(request)
         post, number = form.get("post", [""])[0], form.get("n", [""])[0]
         card = await asyncio.to_thread(self._card_for, person, post)
-        if card is None or not number.isdigit() or not 1 <= int(number) <= len(card.buttons):
+        if (
+            card is None
+            or not number.isdecimal()
+            or not number.isascii()
+            or not 1 <= int(number) <= len(card.buttons)
+        ):
             self._tell(person, "That button is no longer there; the page shows the card as it reads now.")
             return _back(person, form)
         button = card.buttons[int(number) - 1]
@@ -276,7 +281,7 @@ class TryPage:
         return message.card if message else None
 
     def _message(self, post: str) -> timeline.Message | None:
-        if not post.isdigit():
+        if not (post.isascii() and post.isdigit()):
             return None
         with self.ctx.db.session() as session:
             return timeline.message(session, platform=PLATFORM, message_id=int(post))
