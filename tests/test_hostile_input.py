@@ -4,6 +4,8 @@ failure, and either the whole change or none of it; what they typed cannot ping 
 from __future__ import annotations
 
 import html
+import sqlite3
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,6 +21,7 @@ from bot.web.cards import card_html
 from handlers import assets, directory, inbound, objections, setup, strategy
 from handlers.context import Actor, Context
 from handlers.ui import Card, Fact, Reply, Section
+from storage import database
 from storage.database import Database
 from storage.models import Objection, metadata
 from tests.test_refusals import ASSET, DECISION
@@ -221,4 +224,27 @@ def test_concurrent_writers_on_sqlite_never_see_the_database_locked(sqlite_url: 
     with ctx.db.session() as session:
         assert session.execute(select(func.count()).select_from(Objection)).scalar_one() == 40
         assert strategy.acknowledgement_count(session, 1)[0] == 40
+    ctx.db.dispose()
+
+
+def test_a_writer_kept_waiting_past_the_busy_timeout_tries_again_instead_of_failing(
+    sqlite_url: str, org: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short busy timeout stands in for a flood of writers holding the lock for seconds.
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    ctx = Context(db=Database.from_url(sqlite_url), org=org)
+    setup.apply(ctx)
+    rep = directory.console_actor(ctx, "rep1")
+    holder = sqlite3.connect(
+        sqlite_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+    )
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock...
+    release = threading.Timer(0.6, holder.execute, args=("COMMIT",))  # ...for 0.6 s
+    release.start()
+    reply = inbound.command(ctx, rep, "objection", "too expensive while the lock is held")
+    release.join()
+    holder.close()
+    assert "Recorded" in reply.text and FAILED not in reply.text
+    with ctx.db.session() as session:
+        assert session.execute(select(func.count()).select_from(Objection)).scalar_one() == 1
     ctx.db.dispose()
