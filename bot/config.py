@@ -20,6 +20,7 @@ from handlers.organisation import (
 )
 
 MAX_CONFIG_BYTES = 2_000_000
+MAX_CONFIG_VALUES = 1_000_000  # values in app.yaml, aliases expanded
 
 
 class ConfigError(Exception):
@@ -101,7 +102,19 @@ def load_organisation(path: Path) -> Organisation:
 
 def parse_organisation_text(text: str, *, name: str = "app.yaml") -> Organisation:
     try:
+        return _parse_organisation_text(text, name)
+    except RecursionError:
+        raise ConfigError(f"{name}: nested too deeply for a configuration file.") from None
+
+
+def _parse_organisation_text(text: str, name: str) -> Organisation:
+    try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if _expands_too_far(root):
+            raise ConfigError(
+                f"{name}: its aliases (*name) expand to more than {MAX_CONFIG_VALUES:,} values, "
+                "or into themselves; write the values out instead."
+            )
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -124,6 +137,22 @@ def parse_organisation_text(text: str, *, name: str = "app.yaml") -> Organisatio
         raise ConfigError(f"{name} has {count}:\n  " + "\n  ".join(lines))
     assert org is not None
     return org
+
+
+def _expands_too_far(root: yaml.Node | None) -> bool:
+    """More values than any configuration file holds, counted through the aliases: an alias
+    inside what it names, or aliases of aliases (a "billion laughs"), would never finish."""
+    count, stack = 0, [] if root is None else [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            return True
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(child for pair in node.value for child in pair)
+    return False
 
 
 def _describe(problem: Problem, root: yaml.Node | None, name: str) -> str:

@@ -66,7 +66,10 @@ def parse_duration(value: Any) -> timedelta:
     if not match:
         raise ValueError(f"{value!r} is not a duration (write a number and a unit: 90m, 36h, 2d, 1w)")
     amount, unit = match.groups()
-    return timedelta(**{DURATION_UNITS[unit]: int(amount)})
+    try:
+        return timedelta(**{DURATION_UNITS[unit]: int(amount)})
+    except OverflowError:
+        raise ValueError(f"{value!r} is longer than any duration Touchline can count") from None
 
 
 RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|m|h)\s*$")
@@ -95,7 +98,7 @@ def format_duration(value: timedelta) -> str:
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, a name too long
         raise ValueError(
             f"{value!r} is not a time zone (use an IANA name such as Europe/Berlin or America/New_York)"
         ) from None

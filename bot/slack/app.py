@@ -32,6 +32,8 @@ from handlers.ui import Reply
 log = logging.getLogger(__name__)
 COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline")
 SHORTCUT = "log_as_objection"
+BACKLOG = 32  # acknowledged commands still being worked on, before new ones wait for room
+ROOM_WAIT = 1.5  # seconds a new one may wait for room: Slack allows 3 to acknowledge
 FRESH = 5 * 60 + 30  # seconds a signature stays valid (Slack's 5 minutes, and clock skew)
 
 
@@ -39,6 +41,75 @@ def _given_client(record: logging.LogRecord) -> bool:
     # Bolt also reads SLACK_BOT_TOKEN and warns that it is unused, since the client it is given
     # was built from that very token: nothing an operator should act on.
     return "`token` will be unused" not in record.getMessage()
+
+
+def _number(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+INTERACTIVE = ("block_actions", "view_submission", "view_closed", "shortcut", "message_action")
+SLACK_ID = re.compile(r"^[A-Z0-9]{1,40}$")  # a user's (U…, W…), a channel's (C…, G…, D…)
+EVENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _id(value: Any, *, required: bool = True) -> bool:
+    """A Slack id; or nothing, where one is not required."""
+    if value is None or value == "":
+        return not required
+    return isinstance(value, str) and SLACK_ID.match(value) is not None
+
+
+def _malformed(body: Any) -> str | None:
+    """What makes a request unlike any Slack sends, as far as Bolt and the listeners read it;
+    None if it has the shape they expect."""
+    if not isinstance(body, dict):
+        return "the body is not an object"
+    kind = body.get("type")
+    event = body.get("event")
+    if "event" in body and not isinstance(event, dict):
+        return "event is not an object"
+    if "command" in body and not (_id(body.get("user_id")) and _id(body.get("channel_id"), required=False)):
+        return "a command without a user_id, or with ids that are not Slack's"
+    if isinstance(event, dict):
+        if kind == "event_callback" and not isinstance(event.get("type"), str):
+            return "event.type is not a string"
+        event_id = body.get("event_id", "")
+        if not (isinstance(event_id, str) and (event_id == "" or EVENT_ID.match(event_id))):
+            return "event_id is not an event id"
+        if event.get("type") in ("reaction_added", "reaction_removed", "app_home_opened"):
+            item = event.get("item", {})
+            if not (_id(event.get("user")) and isinstance(item, dict)):
+                return f"{event.get('type')} without a user, or with an item that is not an object"
+            if not _id(item.get("channel"), required=False):
+                return "a channel id that is not Slack's"
+    if kind not in INTERACTIVE:
+        return None
+    user = body.get("user")
+    if not (isinstance(user, dict) and _id(user.get("id"))):
+        return f"{kind} without user.id"
+    for key in ("channel", "container", "message", "view", "team"):
+        if body.get(key) is not None and not isinstance(body[key], dict):
+            return f"{key} is not an object"
+    channel, container = body.get("channel") or {}, body.get("container") or {}
+    if not (_id(channel.get("id"), required=False) and _id(container.get("channel_id"), required=False)):
+        return "a channel id that is not Slack's"
+    if kind == "block_actions":
+        actions = body.get("actions")
+        if not (isinstance(actions, list) and actions and isinstance(actions[0], dict)):
+            return "block_actions without actions"
+        if not isinstance(actions[0].get("action_id"), str):
+            return "the action has no action_id"
+    elif kind in ("view_submission", "view_closed"):
+        view = body.get("view") or {}
+        if not all(isinstance(view.get(key), str) for key in ("type", "callback_id")):
+            return "the view has no type or callback_id"
+    elif not isinstance(body.get("callback_id"), str):
+        return "the shortcut has no callback_id"
+    return None
 
 
 class SlackApp:
@@ -49,6 +120,7 @@ class SlackApp:
         self.client = client
         self.people = SlackPeople(ctx, client)
         self._working: set[asyncio.Task[Any]] = set()
+        self._owed: set[asyncio.Task[Any]] = set()  # acknowledged to Slack, work not yet done
         self._http: ClientSession | None = None
         self._verifier = SignatureVerifier(signing_secret)
         self._seen: dict[str, float] = {}  # signatures of requests heard, oldest first
@@ -64,23 +136,44 @@ class SlackApp:
         self._listen()
 
     async def handle(self, request: web.Request) -> web.Response:
-        """`POST /slack/events`: a request heard before is refused; Bolt verifies the signature and
-        its age, then dispatches."""
+        """`POST /slack/events`: a request heard before is refused, and so is a signed one Slack
+        never sends (a body that does not parse, fields missing or of the wrong type); Bolt
+        verifies the signature and its age, then dispatches."""
+        if not _number(request.headers.get("X-Slack-Request-Timestamp", "0")):
+            return web.Response(status=401, text="The request's timestamp is not a number.")
         if self._replayed(request.headers, await request.read()):
             if "X-Slack-Retry-Num" in request.headers:
                 return web.Response(text="Already received.")  # Slack's own retry: it may stop
             log.warning("refused a Slack request that was heard before (a replay)")
             return web.Response(status=401, text="This request was already received.")
-        return await to_aiohttp_response(await self.bolt.async_dispatch(await to_bolt_request(request)))
+        try:
+            bolt_request = await to_bolt_request(request)  # parses the body and reads ids from it
+            problem = _malformed(bolt_request.body)
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError) as error:
+            problem = f"the body cannot be read ({type(error).__name__})"
+        if problem is not None:
+            if not self._signed(request.headers, await request.read()):
+                return web.Response(status=401, text="Not signed by Slack.")
+            # Bolt's matchers and Touchline's listeners would trip over it.
+            log.warning("refused a signed Slack request Slack does not send: %s", problem)
+            return web.Response(status=400, text=f"Not a request Slack sends: {problem}.")
+        return await to_aiohttp_response(await self.bolt.async_dispatch(bolt_request))
+
+    def _signed(self, headers: Mapping[str, str], body: bytes) -> bool:
+        signature = headers.get("X-Slack-Signature", "")
+        timestamp = headers.get("X-Slack-Request-Timestamp", "0")
+        try:
+            return bool(signature) and self._verifier.is_valid(body, timestamp, signature)
+        except ValueError:  # a body that is not UTF-8 (slack_sdk verifies text)
+            return False
 
     def _replayed(self, headers: Mapping[str, str], body: bytes) -> bool:
         """A correctly signed request whose signature was already seen. Slack signs each request,
         retries included, anew; only a copy repeats a signature, and within the 5 minutes a
         signature stays fresh. (Kept per process: with several replicas, per replica.)"""
-        signature = headers.get("X-Slack-Signature", "")
-        timestamp = headers.get("X-Slack-Request-Timestamp", "")
-        if not signature or not self._verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
+        if not self._signed(headers, body):
             return False  # Bolt refuses it, with its reason
+        signature = headers["X-Slack-Signature"]
         now = time.monotonic()
         while self._seen and next(iter(self._seen.values())) < now - FRESH:
             del self._seen[next(iter(self._seen))]
@@ -94,6 +187,20 @@ class SlackApp:
         after): at shutdown, so that no half-done command is dropped; in tests, to look after it."""
         while self._working:
             await asyncio.wait(set(self._working))
+
+    async def _admit(self, ack: Callable[..., Awaitable[None]]) -> None:
+        """Acknowledge, once the work already acknowledged and not yet done is small enough, waiting
+        at most ROOM_WAIT of Slack's 3 s: under a flood, senders slow down instead of owed work
+        piling up (which would be late, and which a restart could drop)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ROOM_WAIT
+        while len(self._owed) >= BACKLOG and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._owed), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.current_task()
+        if task is not None:
+            self._owed.add(task)
+            task.add_done_callback(self._owed.discard)
+        await ack()
 
     @contextlib.contextmanager
     def _busy(self) -> Iterator[None]:
@@ -125,7 +232,7 @@ class SlackApp:
 
     async def on_command(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         with self._busy():
-            await ack()
+            await self._admit(ack)
             actor = await self.people.actor(body["user_id"])
             name = str(body.get("command", "")).lstrip("/")
             reply = await self._call(inbound.command, actor, name, str(body.get("text") or ""))
@@ -135,7 +242,7 @@ class SlackApp:
 
     async def on_action(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         with self._busy():
-            await ack()
+            await self._admit(ack)
             action = (body.get("actions") or [{}])[0]
             actor = await self.people.actor(body["user"]["id"])
             reply = await self._call(
@@ -173,7 +280,7 @@ class SlackApp:
     async def on_shortcut(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
         """The message shortcut "Log as objection": the full form, with the message as the objection."""
         with self._busy():
-            await ack()
+            await self._admit(ack)
             actor = await self.people.actor(body["user"]["id"])
             said = str((body.get("message") or {}).get("text") or "")
             reply = await self._call(inbound.action, actor, objections.FROM_MESSAGE, said)

@@ -200,23 +200,31 @@ def _input(field: FormField) -> InputBlock:
 
 def submitted(view: dict[str, Any]) -> tuple[dict[str, FormValue], str | None]:
     """The values of a submitted modal, with the form's state merged in, and the channel it was
-    opened from."""
+    opened from. What is not in the shape Slack reports it in counts as not filled in."""
     values: dict[str, FormValue] = {}
-    for block_id, actions in (view.get("state", {}).get("values") or {}).items():
-        item = (actions or {}).get("value") or {}
+    state = view.get("state")
+    blocks = state.get("values") if isinstance(state, dict) else None
+    for block_id, actions in blocks.items() if isinstance(blocks, dict) else ():
+        item = actions.get("value") if isinstance(actions, dict) else None
+        if not isinstance(item, dict):
+            item = {}
         kind = item.get("type")
         if kind == "datepicker":
-            values[block_id] = item.get("selected_date") or ""
+            values[block_id] = _text(item.get("selected_date"))
         elif kind == "static_select":
-            values[block_id] = (item.get("selected_option") or {}).get("value", "")
+            option = item.get("selected_option")
+            values[block_id] = _text(option.get("value")) if isinstance(option, dict) else ""
         elif kind == "multi_static_select":
-            values[block_id] = [o.get("value", "") for o in item.get("selected_options") or []]
+            options = item.get("selected_options")
+            chosen = options if isinstance(options, list) else []
+            values[block_id] = [_text(o.get("value")) for o in chosen if isinstance(o, dict)]
         elif kind == "checkboxes":
             values[block_id] = bool(item.get("selected_options"))
         else:
-            values[block_id] = item.get("value") or ""
+            values[block_id] = _text(item.get("value"))
+    private = view.get("private_metadata")
     try:
-        metadata = json.loads(view.get("private_metadata") or "{}")
+        metadata = json.loads(private) if isinstance(private, str) and private else {}
     except ValueError:
         metadata = {}
     state = metadata.get("state") if isinstance(metadata, dict) else None
@@ -224,6 +232,10 @@ def submitted(view: dict[str, Any]) -> tuple[dict[str, FormValue], str | None]:
         values.update({str(k): str(v) for k, v in state.items()})
     channel = metadata.get("channel") if isinstance(metadata, dict) else None
     return values, channel if isinstance(channel, str) else None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def home_view(card: Card) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import re
 from types import SimpleNamespace
@@ -36,6 +37,7 @@ REACTIONS = {
     "sad": "cry",
     "angry": "angry",
 }
+NAME = 200  # characters of a person's name kept (Teams allows 256)
 KINDS = {
     "personal": conversations.PERSONAL,
     "channel": conversations.CHANNEL,
@@ -83,6 +85,11 @@ class TeamsApp:
             return web.json_response({"error": "the body is not JSON"}, status=400)
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             return web.json_response({"error": "expected a Bot Framework activity"}, status=400)
+        if self.emulator and (problem := _malformed(body)):
+            # Unauthenticated, anything may arrive; the Bot Framework sends no such activity (and
+            # with an app id, only what it signed gets through), and the turn would trip over it.
+            log.warning("refused an activity: %s", problem)
+            return web.json_response({"error": f"not a Bot Framework activity: {problem}"}, status=400)
         try:
             response = await self.adapter.process(request, self)
         except (PermissionError, jwt.PyJWTError):
@@ -139,7 +146,7 @@ class TeamsApp:
         elif data is not None and data.get(cards.TAG) == "cancel":
             await self._close_form(turn, "Cancelled; nothing was sent.")
         else:
-            text = TurnContext.remove_recipient_mention(activity) or ""
+            text = _said(activity)
             name, rest = _command(text)
             reply = await self._call(inbound.command, actor, name, rest)
             await self._show(turn, actor, reply)
@@ -152,6 +159,8 @@ class TeamsApp:
         post = PostRef("teams", _address(activity), str(activity.reply_to_id))
         for reactions, added in ((activity.reactions_added, True), (activity.reactions_removed, False)):
             for reaction in reactions or []:
+                if reaction is None or not reaction.type or len(str(reaction.type)) > 64:
+                    continue  # no reaction Teams has
                 emoji = REACTIONS.get(str(reaction.type), str(reaction.type))
                 reply = await self._call(
                     inbound.reaction,
@@ -167,10 +176,10 @@ class TeamsApp:
     async def _on_conversation_update(self, turn: TurnContext) -> None:
         """The bot added to a team, chat or 1:1: learn the roster; a 1:1 gets a hello."""
         activity = turn.activity
-        added = activity.members_added or []
+        added = [m for m in activity.members_added or [] if m is not None and m.id]  # no id: no one
         bot_added = any(m.id == activity.recipient.id for m in added)
         people = [m for m in added if m.id != activity.recipient.id]
-        team = (activity.channel_data or {}).get("team") if isinstance(activity.channel_data, dict) else None
+        team = _object(_object(activity.channel_data).get("team")).get("id")
         if bot_added and team:
             await self.read_roster(turn)
         elif people and team:
@@ -193,8 +202,9 @@ class TeamsApp:
             page = await TeamsInfo.get_paged_members(turn, continuation_token=token)
             for m in page.members or []:
                 members.append((m.aad_object_id or m.id, m.id, m.name or ""))
+                name = (m.name or "")[:NAME] or None
                 await asyncio.to_thread(
-                    directory.identify, self.ctx, "teams", m.aad_object_id or m.id, name=m.name, email=m.email
+                    directory.identify, self.ctx, "teams", m.aad_object_id or m.id, name=name, email=m.email
                 )
             token = page.continuation_token
             if not token:
@@ -229,16 +239,15 @@ class TeamsApp:
             address,
             kind=kind,
             reference=reference.serialize(),
-            name=str((data.get("channel") or {}).get("name") or activity.conversation.name or ""),
-            team=str((data.get("team") or {}).get("name") or ""),
+            name=str(_object(data.get("channel")).get("name") or activity.conversation.name or ""),
+            team=str(_object(data.get("team")).get("name") or ""),
             person_external_id=person,
         )
 
     async def _actor(self, activity: Activity, person: ChannelAccount | None = None) -> Actor:
         who = person or activity.from_property
-        return await asyncio.to_thread(
-            directory.identify, self.ctx, "teams", _external_id(who), name=who.name
-        )
+        name = (who.name or "")[:NAME] or None
+        return await asyncio.to_thread(directory.identify, self.ctx, "teams", _external_id(who), name=name)
 
     async def _call(self, entry: Any, actor: Actor, *args: Any, **kwargs: Any) -> Reply:
         # Handlers are synchronous and touch the database: keep them off the event loop.
@@ -422,6 +431,20 @@ def _reply_activity(reply: Reply) -> Activity:
     )
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _said(activity: Activity) -> str:
+    """The message's text without the bot's @mention. The SDK's removal trips over a mention
+    entity not in Teams' shape (no type, no `mentioned`, a name that is not a pattern): then
+    the text as it came."""
+    try:
+        return TurnContext.remove_recipient_mention(activity) or ""
+    except (AttributeError, KeyError, TypeError, re.error):
+        return str(activity.text or "")
+
+
 def _command(text: str) -> tuple[str, str]:
     """`objection too expensive`, `/objection too expensive` or `help`: the command and its text."""
     words = text.strip().lstrip("/").split(maxsplit=1)
@@ -446,6 +469,30 @@ def _reference(data: dict[str, Any]) -> Any:
     from botbuilder.schema import ConversationReference
 
     return ConversationReference().deserialize(data)
+
+
+SERVICE_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+TEAMS_ID = re.compile(r"^[!-~]+$")  # visible ASCII: ids go into the Bot Connector's URLs
+
+
+def _malformed(body: dict[str, Any]) -> str | None:
+    """What every activity has and Touchline relies on, missing or not as Teams gives it: who
+    sent it, to whom, in which conversation (all echoed in the reply), and where to answer."""
+    for part, longest in (("from", 128), ("recipient", 128), ("conversation", 256)):
+        account = body.get(part)
+        if not (isinstance(account, dict) and isinstance(account.get("id"), str)):
+            return f"{part}.id is missing"
+        if not TEAMS_ID.match(account["id"]) or len(account["id"]) > longest:
+            return f"{part}.id is not an id Teams gives"
+        if len(json.dumps(account)) > 2_000:
+            return f"{part} is larger than Teams sends"
+    for value in (body["from"].get("aadObjectId"), body.get("id"), body.get("replyToId")):
+        if value is not None and not (isinstance(value, str) and TEAMS_ID.match(value) and len(value) <= 128):
+            return "an id that is not one Teams gives"
+    url = body.get("serviceUrl")
+    if not (isinstance(url, str) and len(url) <= 500 and SERVICE_URL.match(url)):
+        return "serviceUrl is not an http(s) URL"
+    return None
 
 
 def _proxied(request: web.Request) -> bool:
