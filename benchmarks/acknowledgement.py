@@ -40,6 +40,20 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def serving_slack(url: str, fake: slack_fake.FakeSlack, port: int) -> dict[str, str]:
+    """The environment of a `touchline serve` for Slack, against `fake`, on `port`."""
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "TOUCHLINE_CONFIG": str(ROOT / "app.yaml"),
+        "SLACK_BOT_TOKEN": slack_fake.TOKEN,
+        "SLACK_SIGNING_SECRET": slack_fake.SECRET,
+        "SLACK_API_URL": fake.base_url,
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
 async def started(
     http: ClientSession, port: int, process: subprocess.Popen[bytes], timeout: float = 60
 ) -> float:
@@ -95,16 +109,7 @@ async def measure(url: str, rate: float, seconds: float) -> None:
             ("bare Bolt app", [sys.executable, "-m", "benchmarks.bare_bolt"]),
         ):
             port = free_port()
-            env = {
-                **os.environ,
-                "DATABASE_URL": url,
-                "TOUCHLINE_CONFIG": str(ROOT / "app.yaml"),
-                "SLACK_BOT_TOKEN": slack_fake.TOKEN,
-                "SLACK_SIGNING_SECRET": slack_fake.SECRET,
-                "SLACK_API_URL": fake.base_url,
-                "PORT": str(port),
-                "LOG_LEVEL": "WARNING",
-            }
+            env = serving_slack(url, fake, port)
             process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
             try:
                 startup = await started(http, port, process)

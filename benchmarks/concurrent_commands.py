@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
 from sqlalchemy import func, select
 
-from benchmarks.acknowledgement import FORM, ROOT, free_port, started
+from benchmarks.acknowledgement import FORM, ROOT, free_port, serving_slack, started
 from benchmarks.common import empty_database_url, percentiles
 from storage.database import Database
 from storage.models import Objection
@@ -85,16 +84,7 @@ async def measure(url: str, concurrency: int, seconds: float) -> None:
         ):
             fake.check_blocks = False
             port = free_port()
-            env = {
-                **os.environ,
-                "DATABASE_URL": url,
-                "TOUCHLINE_CONFIG": str(ROOT / "app.yaml"),
-                "SLACK_BOT_TOKEN": slack_fake.TOKEN,
-                "SLACK_SIGNING_SECRET": slack_fake.SECRET,
-                "SLACK_API_URL": fake.base_url,
-                "PORT": str(port),
-                "LOG_LEVEL": "WARNING",
-            }
+            env = serving_slack(url, fake, port)
             with log_path.open("w") as log:
                 process = subprocess.Popen(
                     [sys.executable, "-m", "bot", "serve"], env=env, cwd=ROOT, stdout=log, stderr=log
