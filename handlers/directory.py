@@ -299,7 +299,8 @@ def identify(
     >>> identify(ctx, "slack", "U0123456789", name="Jonas").roles
     frozenset({'rep'})
     """
-    with ctx.db.session() as session:
+
+    def unit(session: Session) -> Actor:
         person = _person_for_identity(session, platform, user_id)
         if person is None and email:
             person = session.exec(select(Person).where(Person.email == email)).first()
@@ -327,6 +328,9 @@ def identify(
             roles=roles_of(ctx.org, person, identities, groups),
             timezone=person.timezone or timezone or ctx.org.organisation.timezone,
         )
+
+    # Every command and action starts here: on SQLite, again if the write lock stayed taken.
+    return ctx.db.run(unit)
 
 
 def console_actor(ctx: Context, person_key: str) -> Actor:

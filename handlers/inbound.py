@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import logging
-import random
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from handlers import assets, digest, help, objections, pulse, signin, strategy
@@ -88,7 +85,6 @@ EMOJI_NAMES = {
     "like": "+1",
 }
 MAX_COMMAND_TEXT = 4000
-LOCKED_RETRIES = 4  # SQLite: a writer that waited out the busy timeout starts its work again
 
 
 def command(ctx: Context, actor: Actor, name: str, text: str) -> Reply:
@@ -167,7 +163,7 @@ def normalise_emoji(emoji: str) -> str:
 def _run(ctx: Context, body: Callable[[Session], Reply]) -> Reply:
     """One unit of work: all of it is stored, or, on a refusal or a failure, none of it."""
     try:
-        return _with_retries(ctx, body)
+        return ctx.db.run(body)  # on SQLite, again if the write lock stayed taken
     except Refusal as refusal:
         return Reply(text=refusal.message)
     except FormErrors as invalid:
@@ -179,19 +175,3 @@ def _run(ctx: Context, body: Callable[[Session], Reply]) -> Reply:
             text="Something went wrong on Touchline's side and nothing was saved. Please try "
             f"again; if it keeps happening, tell your admin the reference {reference}."
         )
-
-
-def _with_retries(ctx: Context, body: Callable[[Session], Reply]) -> Reply:
-    """Run the unit of work; on SQLite, start it again when the write lock stayed taken past the
-    busy timeout (under a flood of writers). Nothing of a failed attempt was stored, and handlers
-    never send, so doing it again is safe."""
-    for attempt in range(LOCKED_RETRIES):
-        try:
-            with ctx.db.session() as session:
-                return body(session)
-        except OperationalError as error:
-            if "database is locked" not in str(error) or attempt == LOCKED_RETRIES - 1:
-                raise
-            log.warning("the database was locked; trying again (attempt %d)", attempt + 2)
-            time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
-    raise AssertionError("unreachable")

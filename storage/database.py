@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -16,9 +19,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_URL = "sqlite:///touchline.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+LOCKED_RETRIES = 4  # SQLite: a unit of work that waited out the busy timeout starts again
+T = TypeVar("T")
 
 
 class DatabaseNotReady(Exception):
@@ -90,6 +96,22 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    def run(self, body: Callable[[Session], T]) -> T:
+        """`body` as one unit of work; on SQLite, started again when the write lock stayed taken
+        past the busy timeout (under a flood of writers SQLite's busy handler serves no queue, so
+        one can wait that long). Nothing of a failed attempt was stored: `body` may only touch the
+        database, never send."""
+        for attempt in range(LOCKED_RETRIES):
+            try:
+                with self.session() as session:
+                    return body(session)
+            except OperationalError as error:
+                if "database is locked" not in str(error) or attempt == LOCKED_RETRIES - 1:
+                    raise
+                log.warning("the database was locked; trying again (attempt %d)", attempt + 2)
+                time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
+        raise AssertionError("unreachable")
 
     def dispose(self) -> None:
         self.engine.dispose()

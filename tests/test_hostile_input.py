@@ -248,3 +248,25 @@ def test_a_writer_kept_waiting_past_the_busy_timeout_tries_again_instead_of_fail
     with ctx.db.session() as session:
         assert session.execute(select(func.count()).select_from(Objection)).scalar_one() == 1
     ctx.db.dispose()
+
+
+def test_finding_who_sent_a_command_tries_again_too_while_the_write_lock_is_held(
+    sqlite_url: str, org: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every Slack and Teams command starts with directory.identify, in a unit of work of its own;
+    # under 200 concurrent senders it once waited out the busy timeout and the command was lost.
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 100)
+    ctx = Context(db=Database.from_url(sqlite_url), org=org)
+    setup.apply(ctx)
+    first = directory.identify(ctx, "slack", "U0LOCKED01", name="Rep")
+    holder = sqlite3.connect(
+        sqlite_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+    )
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.6, holder.execute, args=("COMMIT",))
+    release.start()
+    again = directory.identify(ctx, "slack", "U0LOCKED01", name="Rep")
+    release.join()
+    holder.close()
+    assert again.person_id == first.person_id
+    ctx.db.dispose()
