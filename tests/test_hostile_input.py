@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -227,6 +228,23 @@ def test_concurrent_writers_on_sqlite_never_see_the_database_locked(sqlite_url: 
     ctx.db.dispose()
 
 
+@contextmanager
+def write_lock_held(sqlite_url: str, *, seconds: float) -> Iterator[None]:
+    """Another connection (another process, as far as SQLite knows) holds the write lock for
+    `seconds` from now, then lets go."""
+    holder = sqlite3.connect(
+        sqlite_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+    )
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(seconds, holder.execute, args=("COMMIT",))
+    release.start()
+    try:
+        yield
+    finally:
+        release.join()
+        holder.close()
+
+
 def test_a_writer_kept_waiting_past_the_busy_timeout_tries_again_instead_of_failing(
     sqlite_url: str, org: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,15 +253,8 @@ def test_a_writer_kept_waiting_past_the_busy_timeout_tries_again_instead_of_fail
     ctx = Context(db=Database.from_url(sqlite_url), org=org)
     setup.apply(ctx)
     rep = directory.console_actor(ctx, "rep1")
-    holder = sqlite3.connect(
-        sqlite_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
-    )
-    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock...
-    release = threading.Timer(0.6, holder.execute, args=("COMMIT",))  # ...for 0.6 s
-    release.start()
-    reply = inbound.command(ctx, rep, "objection", "too expensive while the lock is held")
-    release.join()
-    holder.close()
+    with write_lock_held(sqlite_url, seconds=0.6):
+        reply = inbound.command(ctx, rep, "objection", "too expensive while the lock is held")
     assert "Recorded" in reply.text and FAILED not in reply.text
     with ctx.db.session() as session:
         assert session.execute(select(func.count()).select_from(Objection)).scalar_one() == 1
@@ -259,14 +270,7 @@ def test_finding_who_sent_a_command_tries_again_too_while_the_write_lock_is_held
     ctx = Context(db=Database.from_url(sqlite_url), org=org)
     setup.apply(ctx)
     first = directory.identify(ctx, "slack", "U0LOCKED01", name="Rep")
-    holder = sqlite3.connect(
-        sqlite_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
-    )
-    holder.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(0.6, holder.execute, args=("COMMIT",))
-    release.start()
-    again = directory.identify(ctx, "slack", "U0LOCKED01", name="Rep")
-    release.join()
-    holder.close()
+    with write_lock_held(sqlite_url, seconds=0.6):
+        again = directory.identify(ctx, "slack", "U0LOCKED01", name="Rep")
     assert again.person_id == first.person_id
     ctx.db.dispose()
