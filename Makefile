@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-semantic clean
+.PHONY: run test explore lint format bench bench-semantic clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# The property tests with ten times their examples, drawn afresh (the suite draws the same ones each run).
+explore: $(STAMP)
+	@scripts/ensure-postgres || true
+	TOUCHLINE_EXPLORE=$${TOUCHLINE_EXPLORE:-10} $(BIN)/pytest -q -p no:cacheprovider \
+		tests/test_hostile_payloads.py tests/test_hostile_input.py tests/test_neutral_core.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

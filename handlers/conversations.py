@@ -9,6 +9,7 @@ from sqlmodel import col, select
 
 from handlers import directory
 from handlers.context import Context
+from handlers.forms import visible_name
 from storage.models import Conversation, Identity, RosterMember
 
 CHANNEL, GROUP, PERSONAL = "channel", "group", "personal"
@@ -106,7 +107,7 @@ def remember_members(ctx: Context, platform: str, address: str, members: list[tu
                 updated_at=ctx.now(),
             )
             row.member_id, row.conversation_id, row.updated_at = member_id, conversation.id, ctx.now()
-            row.name = name[:200] or row.name
+            row.name = visible_name(name) or row.name
             session.add(row)
     return len(members)
 

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, union, update
 from sqlmodel import Session, SQLModel, col, select
 
 from handlers.context import Actor, Context, Refusal
+from handlers.forms import visible_name
 from handlers.organisation import Organisation
 from storage.database import serialize
 from storage.models import (
@@ -299,6 +300,8 @@ def identify(
     >>> identify(ctx, "slack", "U0123456789", name="Jonas").roles
     frozenset({'rep'})
     """
+
+    name = visible_name(name)
 
     def unit(session: Session) -> Actor:
         person = _person_for_identity(session, platform, user_id)

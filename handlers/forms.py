@@ -122,6 +122,12 @@ def _truthy(raw: Any) -> bool:
     return str(raw).strip().lower() in {"true", "yes", "y", "1", "on"}
 
 
+def visible_name(raw: str | None) -> str | None:
+    """A name a platform gave, as people can read it: without control and format characters
+    (PostgreSQL refuses NUL; the rest can disguise a name), at most 200 characters."""
+    return _normalise_text(raw or "").replace("\n", " ")[:200] or None
+
+
 def _normalise_text(raw: str) -> str:
     # Unify line endings and drop control and format characters (zero-width spaces,
     # direction overrides) other than line breaks, tabs and the joiner inside emoji: they

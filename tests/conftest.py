@@ -18,6 +18,7 @@ from handlers.context import Actor, Context
 from handlers.organisation import Organisation
 from storage.database import Database, migrate, normalise_url
 from storage.models import metadata
+from tests import generated  # noqa: F401  (loads the examples' profile before any test module)
 from tests.fakes import Clock
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -25,6 +25,7 @@ from handlers.ui import Card, Fact, Reply, Section
 from storage import database
 from storage.database import Database
 from storage.models import Objection, metadata
+from tests.generated import examples
 from tests.test_refusals import ASSET, DECISION
 
 FAILED = "Something went wrong on Touchline's side"
@@ -51,7 +52,7 @@ HOSTILE = st.sampled_from(
     ]
 )
 TEXT = st.one_of(HOSTILE, st.text(max_size=300), st.text(alphabet=st.characters(codec="utf-8"), max_size=50))
-LOOSE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+LOOSE = examples(60, fixtures=True)
 
 
 def counts(ctx: Context) -> dict[str, int]:
@@ -162,7 +163,7 @@ def test_any_form_values_are_stored_whole_or_refused_with_a_reason(
     submit()
 
 
-@settings(max_examples=200, deadline=None)
+@examples(200)
 @given(text=TEXT)
 def test_what_people_typed_cannot_ping_or_break_a_card_on_any_platform(text: str) -> None:
     said = f"{text}<x-injected>"

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from aiohttp.http_exceptions import LineTooLong
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -39,15 +39,14 @@ from storage.models import Decision, Outbox, metadata
 from tests import slack_fake, teams_fake, test_slack, test_teams
 from tests.conftest import ROOT
 from tests.fakes import Clock, rows
+from tests.generated import examples
 from tests.slack_world import FORM, World, slack_world
 from tests.teams_world import TeamsWorld, teams_world
 
 T = TypeVar("T")
 JSON = "application/json"
 DROP = object()  # a field left out
-EXAMPLES = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+EXAMPLES = examples(40, fixtures=True)
 # Where who-is-who and where-to-answer are kept: any request from someone may add to them.
 DIRECTORY = {"person", "identity", "conversation", "rostermember", "groupmember", "apscheduler_jobs"}
 
@@ -502,8 +501,16 @@ def test_the_named_hostile_slack_requests_are_each_refused_or_answered_as_expect
         changed = {**event["event"], **fields}
         return json.dumps({**event, "event": {k: v for k, v in changed.items() if v is not DROP}})
 
+    def button_with(**fields: Any) -> str:
+        [payload] = urllib.parse.parse_qs(
+            slack_fake.button(strategy.ASK, "1", SLACK_REP1, fake=slack.world.fake)
+        )["payload"]
+        return slack_fake.interaction({**json.loads(payload), **fields})
+
     refused = [
         (command_body(slack, {"user_id": ""}), FORM),
+        (button_with(response_url=True), FORM),  # where to answer, not a URL
+        (button_with(trigger_id=5), FORM),
         (urllib.parse.urlencode({"command": "/objection", "text": "too expensive"}), FORM),  # no user_id
         (command_body(slack, {"command": ""}), FORM),
         (slack_fake.interaction({"type": "block_actions", "user": {"id": SLACK_REP1}, "actions": []}), FORM),
@@ -676,6 +683,9 @@ def test_the_named_hostile_activities_are_each_refused_or_answered_as_expected(t
         {**message, "from": {"id": "29:" + "x" * 300, "name": "Rita"}},
         {**message, "from": {**message["from"], "aadObjectId": "x" * 300}},
         {**message, "from": {**message["from"], "name": "x" * 100_000}},  # echoed in the reply
+        {**message, "channelId": "x" * 100_000},  # so are these two
+        {**message, "locale": "x" * 100_000},
+        {**message, "channelId": 5},
         {**message, "conversation": {**message["conversation"], "id": "a:\u0100"}},  # not for a URL
         {**message, "id": {}},
         {**message, "conversation": {**message["conversation"], "id": "a:" + "x" * 400}},
@@ -710,6 +720,8 @@ def test_the_named_hostile_activities_are_each_refused_or_answered_as_expected(t
         {**message, "type": "messageReaction", "replyToId": "1", "reactionsAdded": [{}]},
         {**message, "type": "messageReaction", "replyToId": "1", "reactionsAdded": [None]},
         {**message, "type": "conversationUpdate", "membersAdded": [None, {}, {"id": TEAMS_REP1.member_id}]},
+        {**message, "type": "conversationUpdate", "membersAdded": [{"id": "\x00"}, {"id": "x" * 300}]},
+        {**message, "from": {**message["from"], "name": "Rita\x00 \u202eRep"}},  # PostgreSQL refuses NUL
     ]
     for case in answered:
         status, _, _ = teams.heard(json.dumps(case), JSON)
@@ -789,7 +801,7 @@ def config_error(text: str) -> str:
     return ""
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(data=mutated(DEMO_DATA, YAML_JUNK))
 def test_app_yaml_with_keys_dropped_or_values_of_any_type_is_accepted_or_a_config_error(data: Any) -> None:
     config_error(yaml.safe_dump(data, allow_unicode=True))
@@ -823,7 +835,7 @@ def yaml_texts(draw: st.DrawFn) -> str:
     return truncated(draw, text) if draw(st.integers(min_value=0, max_value=5)) == 0 else text
 
 
-@settings(max_examples=80, deadline=None)
+@examples(80)
 @given(text=yaml_texts())
 def test_app_yaml_text_broken_in_any_way_is_accepted_or_a_config_error(text: str) -> None:
     config_error(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from handlers import directory, forms, setup
@@ -13,6 +13,7 @@ from handlers.context import Context, FormErrors
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Section
 from storage.models import Identity, Person
 from tests.fakes import rows
+from tests.generated import examples
 
 text = st.text(max_size=200)
 cards = st.builds(
@@ -66,7 +67,7 @@ anything = st.recursive(
 )
 
 
-@settings(max_examples=300)
+@examples(300)
 @given(st.dictionaries(st.sampled_from(["title", "when", "where", "one", "anonymous", "extra"]), anything))
 def test_any_submitted_values_are_either_clean_or_refused_with_reasons(values: dict[str, Any]) -> None:
     try:
@@ -124,7 +125,7 @@ def test_syncing_again_after_app_yaml_changes_moves_targets_and_members(ctx: Con
     assert len(rows(ctx.db, AudienceMember, audience_id=1)) == 1
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@examples(150, fixtures=True)
 @given(
     name=st.sampled_from(["strategy", "/strategy", "STRATEGY", "help", "", "x" * 50]) | st.text(max_size=20),
     text=st.text(max_size=300)

@@ -86,6 +86,9 @@ def _malformed(body: Any) -> str | None:
                 return f"{event.get('type')} without a user, or with an item that is not an object"
             if not _id(item.get("channel"), required=False):
                 return "a channel id that is not Slack's"
+    for key in ("response_url", "trigger_id"):  # where and how to answer
+        if body.get(key) is not None and not isinstance(body[key], str):
+            return f"{key} is not a string"
     if kind not in INTERACTIVE:
         return None
     user = body.get("user")

@@ -176,7 +176,12 @@ class TeamsApp:
     async def _on_conversation_update(self, turn: TurnContext) -> None:
         """The bot added to a team, chat or 1:1: learn the roster; a 1:1 gets a hello."""
         activity = turn.activity
-        added = [m for m in activity.members_added or [] if m is not None and m.id]  # no id: no one
+        # No id, or one Teams does not give (the Emulator's mode hears anything): no one.
+        added = [
+            m
+            for m in activity.members_added or []
+            if m is not None and _teams_id(m.id) and (m.aad_object_id is None or _teams_id(m.aad_object_id))
+        ]
         bot_added = any(m.id == activity.recipient.id for m in added)
         people = [m for m in added if m.id != activity.recipient.id]
         team = _object(_object(activity.channel_data).get("team")).get("id")
@@ -475,6 +480,10 @@ SERVICE_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 TEAMS_ID = re.compile(r"^[!-~]+$")  # visible ASCII: ids go into the Bot Connector's URLs
 
 
+def _teams_id(value: Any, longest: int = 128) -> bool:
+    return isinstance(value, str) and TEAMS_ID.match(value) is not None and len(value) <= longest
+
+
 def _malformed(body: dict[str, Any]) -> str | None:
     """What every activity has and Touchline relies on, missing or not as Teams gives it: who
     sent it, to whom, in which conversation (all echoed in the reply), and where to answer."""
@@ -487,8 +496,13 @@ def _malformed(body: dict[str, Any]) -> str | None:
         if len(json.dumps(account)) > 2_000:
             return f"{part} is larger than Teams sends"
     for value in (body["from"].get("aadObjectId"), body.get("id"), body.get("replyToId")):
-        if value is not None and not (isinstance(value, str) and TEAMS_ID.match(value) and len(value) <= 128):
+        if value is not None and not _teams_id(value):
             return "an id that is not one Teams gives"
+    # Echoed in every reply: "msteams" (or "emulator") and a language tag such as "en-GB".
+    for field in ("channelId", "locale"):
+        value = body.get(field)
+        if value is not None and not _teams_id(value, 64):
+            return f"{field} is not one the Bot Framework gives"
     url = body.get("serviceUrl")
     if not (isinstance(url, str) and len(url) <= 500 and SERVICE_URL.match(url)):
         return "serviceUrl is not an http(s) URL"
