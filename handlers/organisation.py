@@ -80,7 +80,8 @@ def parse_rate(value: Any) -> tuple[int, float]:
     if isinstance(value, tuple):
         return (int(value[0]), float(value[1]))
     match = RATE.match(str(value))
-    if not match or int(match.group(1)) < 1:
+    # Neither no messages nor a period of no time: a limit that could never be met.
+    if not match or int(match.group(1)) < 1 or (match.group(2) and int(match.group(2)) < 1):
         raise ValueError(f"{value!r} is not a rate (a count, a slash and a period: 7/1s, 60/30s, 1800/1h)")
     count, amount, unit = match.groups()
     return (int(count), (int(amount) if amount else 1) * {"s": 1, "m": 60, "h": 3600}[unit])

@@ -108,6 +108,10 @@ def test_a_wrong_slack_channel_id_names_its_line_path_and_fix() -> None:
             "app.yaml:9: people.maria.slack: 'maria' is not a Slack user id",
         ),
         (
+            lambda t: t + "delivery:\n  slack:\n    per_conversation: [7/0s]\n    per_app: [300/1m]\n",
+            "app.yaml:8: delivery.slack.per_conversation[0]: '7/0s' is not a rate",
+        ),
+        (
             lambda t: t + "reactions:\n  tada: celebrate\n",
             "app.yaml:7: reactions.tada: 'celebrate' is not something a reaction can mean",
         ),
