@@ -124,7 +124,8 @@ def _truthy(raw: Any) -> bool:
 
 def visible_name(raw: str | None) -> str | None:
     """A name a platform gave, as people can read it: without control and format characters
-    (PostgreSQL refuses NUL; the rest can disguise a name), at most 200 characters."""
+    (PostgreSQL refuses NUL; the rest can disguise a name), at most 200 characters (the
+    column's length; Teams allows 256)."""
     return _normalise_text(raw or "").replace("\n", " ")[:200] or None
 
 

@@ -37,7 +37,6 @@ REACTIONS = {
     "sad": "cry",
     "angry": "angry",
 }
-NAME = 200  # characters of a person's name kept (Teams allows 256)
 KINDS = {
     "personal": conversations.PERSONAL,
     "channel": conversations.CHANNEL,
@@ -207,9 +206,8 @@ class TeamsApp:
             page = await TeamsInfo.get_paged_members(turn, continuation_token=token)
             for m in page.members or []:
                 members.append((m.aad_object_id or m.id, m.id, m.name or ""))
-                name = (m.name or "")[:NAME] or None
                 await asyncio.to_thread(
-                    directory.identify, self.ctx, "teams", m.aad_object_id or m.id, name=name, email=m.email
+                    directory.identify, self.ctx, "teams", m.aad_object_id or m.id, name=m.name, email=m.email
                 )
             token = page.continuation_token
             if not token:
@@ -251,8 +249,10 @@ class TeamsApp:
 
     async def _actor(self, activity: Activity, person: ChannelAccount | None = None) -> Actor:
         who = person or activity.from_property
-        name = (who.name or "")[:NAME] or None
-        return await asyncio.to_thread(directory.identify, self.ctx, "teams", _external_id(who), name=name)
+        # identify keeps the name as people can read it, and no longer than the column.
+        return await asyncio.to_thread(
+            directory.identify, self.ctx, "teams", _external_id(who), name=who.name
+        )
 
     async def _call(self, entry: Any, actor: Actor, *args: Any, **kwargs: Any) -> Reply:
         # Handlers are synchronous and touch the database: keep them off the event loop.
