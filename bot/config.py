@@ -41,6 +41,8 @@ class Environment(BaseSettings):
     microsoft_app_id: str | None = None
     microsoft_app_password: SecretStr | None = None
     microsoft_app_tenant_id: str | None = None
+    # Seals pulse ballots and anonymous concerns; the same on every replica, kept while a run is open.
+    touchline_secret_key: SecretStr | None = Field(default=None, min_length=32)
     host: str = "127.0.0.1"
     # Where people's browsers reach Touchline (the dashboard's sign-in links), e.g. https://touchline.example.com
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")

@@ -21,6 +21,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+# The chat SDKs log each request they send, with the person's id and what Touchline says to them,
+# at DEBUG: the moment a thank-you for a pulse answer or an anonymous concern leaves would name its
+# sender. They are never let below INFO, whatever LOG_LEVEL says.
+CHAT_SDKS = ("slack_sdk", "slack_bolt", "botbuilder", "botframework", "msal", "microsoft_agents")
+
+
 def configure(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -30,3 +36,5 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in CHAT_SDKS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from handlers.organisation import Organisation
 from storage.database import Database
+from storage.sealed import Seal
 
 
 def utcnow() -> datetime:
@@ -46,6 +47,9 @@ class Context:
     org: Organisation
     clock: Callable[[], datetime] = field(default=utcnow)
     public_url: str = ""  # where browsers reach Touchline's web page; "" when nobody said
+    # Seals what must wait unreadable in the database (pulse ballots, anonymous concerns); its
+    # key comes from the environment or a file beside the database, never from the database.
+    seal: Seal = field(default_factory=Seal.ephemeral)
 
     def now(self) -> datetime:
         return self.clock()

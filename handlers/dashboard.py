@@ -314,7 +314,7 @@ def alignment(session: Session, org: Organisation, audience: str | None) -> Sect
     )
     questions = Table(
         "pulse-questions",
-        "The latest run, question by question",
+        "The latest closed run, question by question",
         ["survey", "run", "question", "answers", "mean", "sales", "marketing", "distribution"],
     )
     minimums = []
@@ -322,8 +322,9 @@ def alignment(session: Session, org: Organisation, audience: str | None) -> Sect
         runs = list(
             reversed(
                 session.exec(
+                    # Closed runs only: an open run's answers are still sealed.
                     select(PulseRun)
-                    .where(PulseRun.survey == key)
+                    .where(PulseRun.survey == key, PulseRun.status == pulse.CLOSED)
                     .order_by(col(PulseRun.opened_at).desc())
                     .limit(RUNS)
                 ).all()

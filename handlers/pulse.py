@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -10,7 +12,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -26,10 +28,13 @@ from storage.models import (
     Identity,
     Person,
     PulseAnswer,
+    PulseBallot,
     PulseInvitation,
     PulseRun,
 )
+from storage.sealed import Unsealable
 
+log = logging.getLogger(__name__)
 ANSWER, FORM_ID = "pulse.answer", "pulse.answers"
 OPEN, CLOSED = "open", "closed"
 WORK_STARTS, WORK_ENDS, MORNING = time(8, 0), time(20, 0), time(9, 0)
@@ -218,9 +223,9 @@ def invitation_card(run: PulseRun, timezone: str) -> Card:
         title=f"📊 {run.title}",
         sections=(
             Section(
-                text=f"{count(questions, 'question')}, about a minute. Your answers are stored without "
-                "your name or the time you gave them, and results show only for groups of at least "
-                f"{run.min_group_size} people."
+                text=f"{count(questions, 'question')}, about a minute. Your answers are sealed without "
+                "your name or the time you gave them, mixed with everyone's when the run closes, and "
+                f"results show only then, for groups of at least {run.min_group_size} people."
             ),
             Section(facts=(Fact("Open until", _when(run.closes_at, timezone)),)),
         ),
@@ -255,7 +260,8 @@ def answer_form(run: PulseRun) -> Form:
     return Form(
         form_id=FORM_ID,
         title=clip(run.title, 24),
-        intro="Anonymous: your answers are stored without your name or the time you gave them.",
+        intro="Anonymous: your answers are sealed without your name or the time you gave them, "
+        "and mixed with everyone's when the run closes.",
         submit_label="Send answers",
         fields=tuple(fields),
         state={"run": str(run.id)},
@@ -263,9 +269,16 @@ def answer_form(run: PulseRun) -> Form:
 
 
 def answer(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any]) -> Reply:
-    """Store the answers with nothing that leads back to the person, and note that they answered."""
-    run, invitation = _invitation(session, ctx, actor, str(values.get("run", "")))
-    clean = forms.clean(answer_form(run), values)
+    """Seal the answers into the run's ballot box and note that the person answered.
+
+    Both happen in one transaction, so that nothing is lost and nobody answers twice; anyone
+    holding the database files can therefore tie this ballot to this invitation, and can read
+    nothing in it: it is sealed with a key kept outside the database, padded to the run's one
+    ballot length, and holds no name and no time. The answers reach the results only when the
+    run closes, mixed with everyone's (see `mix`)."""
+    run, invitation = _invitation(session, ctx, actor, str(values.get("run", "")), lock_run=True)
+    form = answer_form(run)
+    clean = forms.clean(form, values)
     assert run.id is not None
     # Only the side and the audience travel with the answers, to compare groups of enough people.
     theirs = session.exec(
@@ -275,35 +288,121 @@ def answer(session: Session, ctx: Context, actor: Actor, values: Mapping[str, An
     ).all()
     survey = ctx.org.surveys.get(run.survey)
     audience = next((a for a in (survey.audiences if survey else []) if a in theirs), "")
-    side = side_of(actor.roles)
-    day = ctx.now().date()
-    for q in run.questions:
-        value = clean.get(q["id"])
-        if value is None:
-            continue
-        session.add(
-            PulseAnswer(
-                # Random, so that ids say nothing about who answered first.
-                id=secrets.token_hex(16),
-                run_id=run.id,
-                question=q["id"],
-                side=side,
-                audience=audience,
-                answered_on=day,
-                number=int(value) if q["type"] in SCALES else None,
-                choice=value if q["type"] == "choice" else None,
-                text=value if q["type"] == "text" else None,
-            )
+    given = {q["id"]: clean[q["id"]] for q in run.questions if clean.get(q["id"]) is not None}
+    session.add(
+        PulseBallot(
+            id=secrets.token_hex(16),
+            run_id=run.id,
+            key_id=ctx.seal.key_id,
+            sealed=ctx.seal.seal(
+                {"answers": given, "side": side_of(actor.roles), "audience": audience},
+                context=_box(run),
+                size=ballot_size(form),
+            ),
         )
+    )
     invitation.answered = True
     session.add(invitation)
-    return Reply(text=f"Thank you: your answers to “{run.title}” are in, without your name.")
+    return Reply(
+        text=f"Thank you: your answers to “{run.title}” are in, sealed and without your name. "
+        f"They are mixed with everyone's when the run closes ({_when(run.closes_at, actor.timezone)}), "
+        f"and results show then, only for groups of at least {run.min_group_size}."
+    )
+
+
+def ballot_size(form: Form) -> int:
+    """One length for every ballot of a run, enough for the longest answers it allows: JSON
+    takes at most six bytes a character (a control character's escape)."""
+    return 256 + sum(len(f.name) * 2 + 16 + 6 * (f.max_length or 100) for f in form.fields)
+
+
+def _box(run: PulseRun) -> str:
+    return f"pulse:{run.id}"
+
+
+def mix(session: Session, ctx: Context, run: PulseRun) -> int:
+    """Open the run's ballots and write their answers as new rows, all at once, in a shuffled
+    order, then delete the ballots; returns how many answered ballots were opened.
+
+    What would never be shown is not kept: no answer at all when fewer than the minimum
+    answered, no question answered by fewer (comments: fewer than their own minimum), and no
+    side or audience on a question's answers unless every such group of it is large enough.
+    The rows then say no more than the results do, to anyone who reads the tables."""
+    assert run.id is not None
+    ballots = session.exec(select(PulseBallot).where(PulseBallot.run_id == run.id).with_for_update()).all()
+    opened: list[dict[str, Any]] = []
+    for ballot in ballots:
+        # One that cannot be opened is counted below; its person stays counted as having answered.
+        with contextlib.suppress(Unsealable):
+            opened.append(ctx.seal.open(ballot.sealed, context=_box(run)))
+    session.execute(delete(PulseBallot).where(col(PulseBallot.run_id) == run.id))
+    if len(opened) < len(ballots):
+        log.warning(
+            "pulse run #%s: %d of %d ballots were sealed under another key (TOUCHLINE_SECRET_KEY "
+            "changed while the run was open) and could not be counted",
+            run.id,
+            len(ballots) - len(opened),
+            len(ballots),
+        )
+    minimum, minimum_comments = _minimums(ctx.org, run)
+    rows: list[PulseAnswer] = []
+    if len(opened) >= minimum:
+        for q in run.questions:
+            given = [b for b in opened if q["id"] in b.get("answers", {})]
+            if len(given) < (minimum_comments if q["type"] == "text" else minimum):
+                continue
+            scored = q["type"] in SCALES
+            sides = _labels([str(b.get("side", "")) for b in given], minimum, keep=scored)
+            audiences = _labels([str(b.get("audience", "")) for b in given], minimum, keep=scored)
+            for b, side, audience in zip(given, sides, audiences, strict=True):
+                value = b["answers"][q["id"]]
+                rows.append(
+                    PulseAnswer(
+                        id=secrets.token_hex(16),
+                        run_id=run.id,
+                        question=q["id"],
+                        side=side,
+                        audience=audience,
+                        number=int(value) if scored else None,
+                        choice=value if q["type"] == "choice" else None,
+                        text=value if q["type"] == "text" else None,
+                    )
+                )
+    # Rows are inserted in the order added: the shuffled one, whatever order ballots came in.
+    secrets.SystemRandom().shuffle(rows)
+    session.add_all(rows)
+    session.flush()
+    return len(opened)
+
+
+def _labels(labels: list[str], minimum: int, *, keep: bool) -> list[str]:
+    """The groups' labels, or none at all when any group is too small to be shown."""
+    if not keep or any(labels.count(label) < minimum for label in set(labels)):
+        return [""] * len(labels)
+    return labels
+
+
+def _minimums(org: Organisation, run: PulseRun) -> tuple[int, int]:
+    # The minimum only ever rises: a run keeps the one it opened with unless app.yaml asks for more.
+    survey = org.surveys.get(run.survey)
+    return (
+        max(run.min_group_size, survey.min_group_size if survey else 0),
+        max(run.min_group_size_comments, survey.min_group_size_comments if survey else 0),
+    )
 
 
 def _invitation(
-    session: Session, ctx: Context, actor: Actor, run_id: str
+    session: Session, ctx: Context, actor: Actor, run_id: str, *, lock_run: bool = False
 ) -> tuple[PulseRun, PulseInvitation]:
     run = numbered.find(session, PulseRun, run_id)
+    if run is not None and lock_run:
+        # Shared: answers go in side by side, but not while the run is being closed and mixed.
+        run = session.exec(
+            select(PulseRun)
+            .where(PulseRun.id == run.id)
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        ).first()
     if run is None:
         raise Refusal("That pulse no longer exists.")
     invitation = session.exec(
@@ -398,6 +497,7 @@ def _close(session: Session, ctx: Context, run: PulseRun) -> int:
     run.status, run.closed_at = CLOSED, ctx.now()
     session.add(run)
     session.flush()
+    mix(session, ctx, run)
     card = results_card(session, ctx, run)
     leaders = directory.person_ids(session, ctx.org.roles.get("leader", []))
     return messages.send_to_each(session, leaders, card, subject=f"pulse:{run.id}", now=ctx.now())
@@ -441,11 +541,12 @@ class RunResult:
 def results(session: Session, org: Organisation, run: PulseRun) -> RunResult:
     """What a run says, with every group below the minimum size left out."""
     assert run.id is not None
-    survey = org.surveys.get(run.survey)
-    # The minimum only ever rises: a run keeps the one it opened with unless app.yaml asks for more.
-    minimum = max(run.min_group_size, survey.min_group_size if survey else 0)
-    minimum_comments = max(run.min_group_size_comments, survey.min_group_size_comments if survey else 0)
+    minimum, minimum_comments = _minimums(org, run)
     invited, answered = _participation(session, run.id)
+    if run.status != CLOSED:
+        # Results only once a run closes: shown while it is open, two looks either side of one
+        # more answer would tell what that answer was (and the invitations, whose it was).
+        return RunResult(run, invited, answered, False, minimum, None, [], [])
     answers = session.exec(select(PulseAnswer).where(PulseAnswer.run_id == run.id)).all()
     previous = _previous(session, run)
     before = (
@@ -558,15 +659,17 @@ def results_card(session: Session, ctx: Context, run: PulseRun) -> Card:
         Fact("Response", f"{result.answered} of {result.invited} ({result.response_rate:.0%})"),
     ]
     if not result.shown:
+        why = (
+            f"Results show when the run closes ({_when(run.closes_at, ctx.org.organisation.timezone)}): "
+            "the answers stay sealed until then and are mixed all at once, so that nobody can tell "
+            "one person's answers from the results before and after them."
+            if run.status != CLOSED
+            else f"Not enough answers to show results: {result.answered}, and at least "
+            f"{result.min_group_size} keep everyone anonymous; none of the answers were kept."
+        )
         return Card(
             title=f"📊 {run.title} — run #{run.id} ({state})",
-            sections=(
-                Section(facts=tuple(head)),
-                Section(
-                    text=f"Not enough answers to show results: {result.answered} so far, and at least "
-                    f"{result.min_group_size} keep everyone anonymous."
-                ),
-            ),
+            sections=(Section(facts=tuple(head)), Section(text=why)),
             footer=f"Pulse run #{run.id}",
         )
     index = f"{result.index:.0f} / 100" if result.index is not None else "no scored questions"
@@ -576,7 +679,9 @@ def results_card(session: Session, ctx: Context, run: PulseRun) -> Card:
     head.append(Fact("Alignment index", index))
     sections = [Section(facts=tuple(head))]
     for q in result.questions:
-        sections.append(Section(heading=q.text, text=_describe(q, result.min_group_size, run)))
+        sections.append(
+            Section(heading=q.text, text=_describe(q, result.min_group_size, _minimums(ctx.org, run)[1]))
+        )
     return Card(
         title=f"📊 {run.title} — run #{run.id} ({state})",
         sections=tuple(sections),
@@ -584,13 +689,13 @@ def results_card(session: Session, ctx: Context, run: PulseRun) -> Card:
     )
 
 
-def _describe(q: QuestionResult, minimum: int, run: PulseRun) -> str:
+def _describe(q: QuestionResult, minimum: int, minimum_comments: int) -> str:
     if q.type == "text":
         if q.comments is None:
-            return f"{count(q.answered, 'comment')}: shown from {run.min_group_size_comments} on."
+            return f"Fewer than {minimum_comments} comments: not shown."
         return "\n".join(f"“{clip(c, 300)}”" for c in q.comments) or "no comments"
     if q.distribution is None:
-        return f"{q.answered} answers: fewer than {minimum}, not shown."
+        return f"Fewer than {minimum} answers: not shown."
     spread = " · ".join(f"{k}: {v}" for k, v in q.distribution.items())
     if q.mean is None:
         return spread
@@ -615,6 +720,17 @@ def export_rows(session: Session, org: Organisation) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for run in session.exec(select(PulseRun).order_by(col(PulseRun.opened_at))).all():
         result = results(session, org, run)
+        if run.status != CLOSED:
+            found.append(
+                {
+                    "run": run.id,
+                    "survey": run.survey,
+                    "slot": run.slot,
+                    "status": run.status,
+                    "group": "all",
+                    "note": f"open until {run.closes_at:%Y-%m-%d}: results when it closes",
+                }
+            )
         for q in result.questions:
             if q.type == "text":
                 note = (

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -21,7 +24,11 @@ from storage.models import (
     DecisionAudience,
     Person,
     Question,
+    SealedConcern,
 )
+from storage.sealed import Unsealable
+
+log = logging.getLogger(__name__)
 
 ACTIVE, SUPERSEDED = "active", "superseded"
 ACK, ASK, CONCERN, ANSWER = "strategy.ack", "strategy.ask", "strategy.concern", "strategy.answer"
@@ -37,6 +44,9 @@ USAGE = (
     "/strategy supersede <id> — replace a decision with a new version (leaders)"
 )
 LIST_LIMIT = 20
+CONCERN_ROUND = time(8, 0)  # anonymous concerns reach their authors once a day (organisation's time)
+CONCERN_BOX = "concern"
+CONCERN_SIZE = 6 * 1000 + 256  # the longest concern, as JSON, and the rest: every box this long
 NAMES_SHOWN = 30
 
 
@@ -378,21 +388,22 @@ def open_answer(session: Session, ctx: Context, actor: Actor, question_id: str) 
 
 
 def ask(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any]) -> Reply:
-    """Route a question or concern to the decision's author as a direct message."""
+    """Route a question or concern to the decision's author as a direct message; an anonymous
+    concern waits, sealed, for the day's delivery round (see `deliver_concerns`)."""
     concern = values.get("kind") == "concern"
     form = question_form(session, str(values.get("decision", "")), concern=concern)
     clean = forms.clean(form, values)
     decision = _find(session, form.state["decision"])
     assert decision.id is not None
-    anonymous = concern and bool(clean.get("anonymous"))
     now = ctx.now()
+    if concern and clean.get("anonymous"):
+        return _seal_concern(session, ctx, actor, decision, clean["text"])
     question = Question(
         decision_id=decision.id,
         kind="concern" if concern else "question",
-        asker_id=None if anonymous else actor.person_id,
+        asker_id=actor.person_id,
         text=clean["text"],
-        # An anonymous concern keeps only its day: an exact time could match it to its sender.
-        asked_at=now.replace(hour=0, minute=0, second=0, microsecond=0) if anonymous else now,
+        asked_at=now,
     )
     session.add(question)
     session.flush()
@@ -405,25 +416,100 @@ def ask(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
         subject=f"question:{question.id}",
         missing=f"{_author(session, decision)} cannot be reached",
     )
-    if not anonymous:
-        audit.record(
-            session,
-            at=now,
-            actor_id=actor.person_id,
-            action=f"decision.{question.kind}",
-            subject=_subject(decision),
-            question=question.id,
-        )
+    audit.record(
+        session,
+        at=now,
+        actor_id=actor.person_id,
+        action=f"decision.{question.kind}",
+        subject=_subject(decision),
+        question=question.id,
+    )
     kind = "concern" if concern else "question"
-    who = " anonymously" if anonymous else ""
     return Reply(
-        text=f"Your {kind} about “{decision.title}” went{who} to {_author(session, decision)}. "
-        + (
-            "Since it is anonymous, the answer will be posted where the decision was announced."
-            if anonymous
-            else "You will get the answer here."
+        text=f"Your {kind} about “{decision.title}” went to {_author(session, decision)}. "
+        "You will get the answer here."
+    )
+
+
+def _seal_concern(session: Session, ctx: Context, actor: Actor, decision: Decision, text: str) -> Reply:
+    """Nothing of the sender is written, and nothing readable: the concern is sealed (with the
+    day, and the round that delivers it) so that its moment in the database files, which anyone
+    holding them can read, says nothing about it. The round opens it beside the day's others."""
+    if decision.author_id not in directory.direct_addresses(session, [decision.author_id]):
+        raise Refusal(f"Nothing was sent: {_author(session, decision)} cannot be reached on any platform.")
+    now = ctx.now()
+    local = now.astimezone(ZoneInfo(ctx.org.organisation.timezone))
+    round_at = datetime.combine(local.date(), CONCERN_ROUND, tzinfo=local.tzinfo)
+    if round_at <= local:
+        round_at += timedelta(days=1)
+    session.add(
+        SealedConcern(
+            id=secrets.token_hex(16),
+            key_id=ctx.seal.key_id,
+            sealed=ctx.seal.seal(
+                {
+                    "decision": decision.id,
+                    "text": text,
+                    "day": local.date().isoformat(),
+                    "round": round_at.isoformat(),
+                },
+                context=CONCERN_BOX,
+                size=CONCERN_SIZE,
+            ),
         )
     )
+    when = round_at.strftime("%a %d %b %H:%M (%Z)")
+    return Reply(
+        text=f"Your concern about “{decision.title}” goes anonymously to {_author(session, decision)} "
+        f"with the day's other anonymous concerns at {when}: at a set time and together, so that "
+        "neither its moment nor Touchline's records point to you. The answer will be posted where "
+        "the decision was announced."
+    )
+
+
+def deliver_concerns(ctx: Context) -> int:
+    """The daily round: every sealed concern whose round has come is opened and becomes a
+    concern with only its day, numbered and sent to the decision's author in a shuffled order,
+    all in one transaction; returns how many. Two rounds at once deliver each concern once."""
+    now = ctx.now()
+    with ctx.db.session() as session:
+        waiting = session.exec(select(SealedConcern).with_for_update(skip_locked=True)).all()
+        due: list[tuple[SealedConcern, dict[str, Any]]] = []
+        for box in waiting:
+            try:
+                opened = ctx.seal.open(box.sealed, context=CONCERN_BOX)
+            except Unsealable:
+                log.warning("an anonymous concern was sealed under another key and cannot be delivered")
+                session.delete(box)
+                continue
+            if datetime.fromisoformat(opened["round"]) <= now:
+                due.append((box, opened))
+        secrets.SystemRandom().shuffle(due)
+        delivered = 0
+        for box, opened in due:
+            session.delete(box)
+            decision = session.get(Decision, int(opened["decision"]))
+            if decision is None or decision.id is None:
+                continue
+            day = date.fromisoformat(opened["day"])
+            question = Question(
+                decision_id=decision.id,
+                kind="concern",
+                asker_id=None,
+                text=str(opened["text"]),
+                asked_at=datetime.combine(day, datetime.min.time(), tzinfo=UTC),
+            )
+            session.add(question)
+            session.flush()
+            messages.direct(
+                session,
+                decision.author_id,
+                question_card(session, decision, question),
+                subject=f"question:{question.id}",
+                now=now,
+            )
+            delivered += 1
+        return delivered
 
 
 def question_card(session: Session, decision: Decision, question: Question) -> Card:

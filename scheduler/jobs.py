@@ -64,6 +64,11 @@ def remind_acknowledgements() -> None:
     strategy.remind_unacknowledged(_ctx())
 
 
+def deliver_concerns() -> None:
+    """Anonymous concerns whose daily round has come go to their decisions' authors."""
+    strategy.deliver_concerns(_ctx())
+
+
 def close_drafts() -> None:
     assets.close_due_drafts(_ctx())
 

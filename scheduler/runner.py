@@ -72,6 +72,7 @@ def wanted_jobs(org: Organisation, timing: Timing) -> dict[str, dict[str, Any]]:
         ("pulse-closing", "close_pulses"),
         ("acknowledgement-reminders", "remind_acknowledgements"),
         ("draft-deadlines", "close_drafts"),
+        ("anonymous-concerns", "deliver_concerns"),
     ):
         wanted[job_id] = {"func": f"scheduler.jobs:{func}", "trigger": tick, "misfire_grace_time": grace}
     if org.objections.keep_for_months is not None:

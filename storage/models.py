@@ -378,13 +378,32 @@ class PulseInvitation(SQLModel, table=True):
     answered: bool = False
 
 
+class PulseBallot(SQLModel, table=True):
+    """One person's answers to a run, sealed, until the run closes and they are mixed.
+
+    Written in the same transaction that marks the invitation answered (so nothing is lost and
+    nobody answers twice), and so tied to it by anyone reading the files (PostgreSQL's `xmin`,
+    SQLite's `-wal`): which is why it is sealed with a key that never enters the database, and
+    padded to one length per run. It holds no person and no time; closing the run opens every
+    ballot, writes the answers as new rows in a shuffled order and deletes the ballots.
+    """
+
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    id: str = Field(primary_key=True, max_length=32)
+    run_id: int = Field(foreign_key="pulserun.id", index=True, ondelete="CASCADE")
+    key_id: str = Field(max_length=16)
+    sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 class PulseAnswer(SQLModel, table=True):
     """One answer to one question, with nothing that leads back to who gave it.
 
-    No person, no invitation, no time finer than the day; the id is random and, on SQLite,
-    the table has no hidden rowid, so neither ids nor storage order follow the order in
-    which people answered. `side` (sales, marketing) and `audience` only group answers,
-    and results show a group only when enough people are in it.
+    Written only when the run closes, all of a run's at once, in a shuffled order: no person,
+    no invitation, no time at all, a random id and, on SQLite, no hidden rowid, so neither
+    ids, storage order nor the transaction that wrote it follow who answered or when. `side`
+    (sales, marketing) and `audience` are kept only when every such group of the question
+    holds enough answers to be shown; a question with fewer answers than the minimum keeps none.
     """
 
     __table_args__ = {"sqlite_with_rowid": False}
@@ -394,10 +413,24 @@ class PulseAnswer(SQLModel, table=True):
     question: str = Field(max_length=64)
     side: str = Field(max_length=16)
     audience: str = Field(default="", max_length=64)
-    answered_on: date
     number: int | None = None
     choice: str | None = Field(default=None, max_length=100)
     text: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class SealedConcern(SQLModel, table=True):
+    """An anonymous concern on its way to the decision's author, sealed until the day's delivery.
+
+    It is written when it is sent, and the moment of a write can be read off the database
+    files; so it waits here unreadable, holding no person and no time, until the daily round
+    opens every waiting concern and gives each its number, its day and its message at once.
+    """
+
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    id: str = Field(primary_key=True, max_length=32)
+    key_id: str = Field(max_length=16)
+    sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class SchedulerLease(SQLModel, table=True):

@@ -18,7 +18,7 @@ from handlers.context import Actor, Context
 from handlers.ui import Card
 from scheduler.jobs import GRACE, SLOT_ZONE, last_occurrence
 from storage.database import Database
-from storage.models import Outbox, PulseAnswer, PulseInvitation, PulseRun, metadata
+from storage.models import Outbox, PulseAnswer, PulseBallot, PulseInvitation, PulseRun, metadata
 from tests.fakes import Clock, RecordingPlatform, rows
 
 QUESTIONS = [
@@ -95,6 +95,14 @@ def answer(ctx: Context, actor: Actor, run: PulseRun, **values: Any) -> str:
         return inbound.action(ctx, actor, pulse.ANSWER, str(run.id)).text
     base = {"why": "4", "nps": "8", "channel": "Slack", "else": ""}
     return inbound.submit(ctx, actor, form.form_id, {**base, **values, **form.state}).text
+
+
+def close(ctx: Context, run: PulseRun) -> pulse.RunResult:
+    """Close the run on time, as the scheduler does, and read its results."""
+    ctx.clock.now = max(ctx.now(), run.closes_at)  # type: ignore[attr-defined]
+    pulse.close_due(ctx)
+    with ctx.db.session() as session:
+        return pulse.results(session, ctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
 
 
 def test_each_person_is_invited_at_the_scheduled_time_where_they_are(pctx: Context) -> None:
@@ -206,12 +214,22 @@ def test_answers_are_stored_without_the_person_and_only_once(
     assert "without your name" in answer(pctx, who["s0"], run, why="5", **{"else": "More demos."})
     assert "already answered" in answer(pctx, who["s0"], run)
     assert "not invited" in answer(pctx, who["boss"], run)
-    stored = rows(pctx.db, PulseAnswer)
-    assert {a.question for a in stored} == {"why", "nps", "channel", "else"}
-    assert {a.side for a in stored} == {"sales"} and {a.answered_on for a in stored} == {clock.now.date()}
-    assert [a.number for a in stored if a.question == "why"] == [5]
+    # Sealed until the run closes: nothing readable, one ballot, the same length as any other.
+    assert rows(pctx.db, PulseAnswer) == []
+    [ballot] = rows(pctx.db, PulseBallot)
+    assert b"More demos" not in ballot.sealed
     invitation = rows(pctx.db, PulseInvitation, person_id=who["s0"].person_id)[0]
     assert invitation.answered
+    answer(pctx, who["s1"], run)
+    assert {len(b.sealed) for b in rows(pctx.db, PulseBallot)} == {len(ballot.sealed)}
+    for key in ("s2", "s3", "s4"):
+        answer(pctx, who[key], run, why="5")
+    close(pctx, run)
+    assert rows(pctx.db, PulseBallot) == []
+    stored = rows(pctx.db, PulseAnswer)
+    assert {a.question for a in stored} == {"why", "nps", "channel"}  # one comment: fewer than 10
+    assert {a.side for a in stored if a.question == "why"} == {"sales"}
+    assert sorted(a.number for a in stored if a.question == "why") == [4, 5, 5, 5, 5]
 
 
 def test_a_run_closes_on_time_and_leaders_get_the_results(
@@ -237,29 +255,38 @@ def test_results_hide_every_group_below_the_minimum(
     clock.now = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
     for key in ("s0", "s1", "s2", "s3"):
         answer(pctx, who[key], run, **{"else": f"comment from {key}"})
-    with pctx.db.session() as session:
-        hidden = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
-    assert not hidden.shown and hidden.index is None and all(q.distribution is None for q in hidden.questions)
+    hidden = close(pctx, run)
+    assert not hidden.shown and hidden.index is None and hidden.answered == 4
+    # Four answers could never be shown: none of them is kept.
+    assert rows(pctx.db, PulseAnswer) == [] and rows(pctx.db, PulseBallot) == []
 
+    clock.now = datetime(2026, 12, 7, 21, 0, tzinfo=UTC)
+    run = open_tuesday(pctx)
+    for key in ("s0", "s1", "s2", "s3"):
+        answer(pctx, who[key], run, **{"else": f"comment from {key}"})
     answer(pctx, who["s4"], run, why="2")
     for key in ("m0", "m1"):
         answer(pctx, who[key], run)
-    with pctx.db.session() as session:
-        shown = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
+    shown = close(pctx, run)
     why = next(q for q in shown.questions if q.id == "why")
     assert shown.shown and why.distribution == {"1": 0, "2": 1, "3": 0, "4": 6, "5": 0}
     # Two marketers are too few; and beside the total, sales' mean would give theirs away.
     assert why.by_side == {"sales": None, "marketing": None}
     comments = next(q for q in shown.questions if q.id == "else")
-    assert comments.answered == 4 and comments.comments is None  # fewer than 10
-    rows_out = {(r["question"], r["group"]): r for r in _export(pctx)}
+    assert comments.comments is None  # four: fewer than 10, and not kept
+    assert not [a for a in rows(pctx.db, PulseAnswer) if a.text]
+    # Nor are the sides: two marketers' answers labelled so would be theirs for anyone reading the table.
+    assert {a.side for a in rows(pctx.db, PulseAnswer)} == {""}
+    rows_out = {(r["question"], r["group"]): r for r in _export(pctx) if r["run"] == run.id}
     for side in ("side:marketing", "side:sales"):
         assert rows_out[("why", side)]["mean"] == "" and "not shown" in rows_out[("why", side)]["note"]
 
-    for key in ("m2", "m3", "m4"):
+    clock.now = datetime(2026, 12, 14, 21, 0, tzinfo=UTC)
+    run = open_tuesday(pctx)
+    for key in ("s0", "s1", "s2", "s3", "m0", "m1", "m2", "m3", "m4"):
         answer(pctx, who[key], run)
-    with pctx.db.session() as session:
-        both = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
+    answer(pctx, who["s4"], run, why="2")
+    both = close(pctx, run)
     why = next(q for q in both.questions if q.id == "why")
     assert why.by_side == {"sales": pytest.approx(3.6), "marketing": pytest.approx(4.0)}
 
@@ -270,10 +297,11 @@ def test_the_minimum_cannot_be_lowered_once_a_run_has_answers(
     run = open_tuesday(pctx)
     for key in ("s0", "s1", "s2"):
         answer(pctx, who[key], run)
-    lowered = Context(db=db, org=parse_organisation_text(organisation(min_group_size=3)), clock=clock)
-    with db.session() as session:
-        result = pulse.results(session, lowered.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
-    assert result.min_group_size == 5 and not result.shown
+    lowered = Context(
+        db=db, org=parse_organisation_text(organisation(min_group_size=3)), clock=clock, seal=pctx.seal
+    )
+    result = close(lowered, run)
+    assert result.min_group_size == 5 and not result.shown and rows(db, PulseAnswer) == []
 
 
 def test_the_alignment_index_its_trend_and_the_gap_between_sales_and_marketing(
@@ -293,8 +321,7 @@ def test_the_alignment_index_its_trend_and_the_gap_between_sales_and_marketing(
         answer(pctx, who[key], second, why="5", nps="10")
     for key in [f"m{i}" for i in range(5)]:
         answer(pctx, who[key], second, why="3", nps="6")
-    with pctx.db.session() as session:
-        result = pulse.results(session, pctx.org, session.get(PulseRun, second.id))  # type: ignore[arg-type]
+    result = close(pctx, second)
     why = next(q for q in result.questions if q.id == "why")
     assert why.mean == pytest.approx(4.0) and why.change == pytest.approx(1.0)
     assert why.by_side == {"sales": pytest.approx(5.0), "marketing": pytest.approx(3.0)}
@@ -310,7 +337,7 @@ def test_only_admins_run_and_close_and_leaders_see_results(pctx: Context, who: d
     run = rows(pctx.db, PulseRun)[0]
     assert all(i.due_at == pctx.now() for i in rows(pctx.db, PulseInvitation))  # an admin asked: at once
     assert "Only admins and leaders" in inbound.command(pctx, who["s0"], "pulse", "results").text
-    assert inbound.command(pctx, who["boss"], "pulse", "results").card is not None
+    assert "when the run closes" in str(inbound.command(pctx, who["boss"], "pulse", "results").card)
     assert "Only admins" in inbound.command(pctx, who["boss"], "pulse", f"close {run.id}").text
     closed = inbound.command(pctx, who["root"], "pulse", f"close {run.id}")
     assert "is closed; 1 leader got the results" in closed.text
@@ -329,7 +356,6 @@ def test_nothing_in_the_schema_leads_from_an_answer_to_a_person(pctx: Context) -
         "question",
         "side",
         "audience",
-        "answered_on",
         "number",
         "choice",
         "text",
@@ -358,6 +384,7 @@ def test_answer_ids_and_storage_order_say_nothing_about_who_answered_first(
     for key in [f"s{i}" for i in range(6)] + [f"m{i}" for i in range(6)]:
         answer(pctx, who[key], run, why=str(1 + int(key[1:]) % 5))
         clock.advance(minutes=7)
+    close(pctx, run)
     with pctx.db.engine.connect() as connection:
         stored = [
             tuple(r) for r in connection.execute(text("SELECT id FROM pulseanswer WHERE question = 'why'"))
@@ -373,8 +400,7 @@ def test_answer_ids_and_storage_order_say_nothing_about_who_answered_first(
     # anything that identifies a person or an invitation.
     identifying = {str(v) for p in rows(pctx.db, PulseInvitation) for v in (p.id, p.person_id, p.due_at)}
     for a in rows(pctx.db, PulseAnswer):
-        assert not {str(a.id), str(a.answered_on)} & identifying
-    assert {a.answered_on for a in rows(pctx.db, PulseAnswer)} == {datetime(2026, 12, 1).date()}
+        assert str(a.id) not in identifying
 
 
 def _export(ctx: Context) -> list[dict[str, Any]]:
@@ -390,8 +416,7 @@ def test_comments_show_from_ten_people_on_in_an_order_that_says_nothing(
     people = [f"s{i}" for i in range(6)] + [f"m{i}" for i in range(4)]
     for n, key in enumerate(people):
         answer(pctx, who[key], run, **{"else": f"{'zyxwvutsrq'[n]} comment"})
-    with pctx.db.session() as session:
-        result = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
+    result = close(pctx, run)
     comments = next(q for q in result.questions if q.id == "else").comments
     assert comments == sorted(comments or []) and comments is not None and len(comments) == 10
 
@@ -403,18 +428,19 @@ def test_each_audience_shows_only_with_enough_people_in_it(
     clock.now = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
     for key in [f"s{i}" for i in range(6)] + ["m0", "m1"]:
         answer(pctx, who[key], run, why="4" if key.startswith("s") else "2")
-    with pctx.db.session() as session:
-        result = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
+    result = close(pctx, run)
     why = next(q for q in result.questions if q.id == "why")
     # Marketing's two answers are too few, and sales' mean beside the total would give them away.
-    assert why.by_audience == {"sales": None, "marketing": None}
+    assert why.by_audience == {}
     exported = {(r["question"], r["group"]): r for r in _export(pctx)}
-    assert exported[("why", "audience:sales")]["mean"] == ""
-    assert exported[("why", "audience:marketing")]["mean"] == ""
+    assert ("why", "audience:marketing") not in exported and exported[("why", "all")]["mean"] == "3.50"
 
-    for key in ("m2", "m3", "m4"):
+    clock.now = datetime(2026, 12, 7, 21, 0, tzinfo=UTC)
+    run = open_tuesday(pctx)
+    for key in [f"s{i}" for i in range(6)]:
+        answer(pctx, who[key], run, why="4")
+    for key in [f"m{i}" for i in range(5)]:
         answer(pctx, who[key], run, why="2")
-    with pctx.db.session() as session:
-        result = pulse.results(session, pctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
+    result = close(pctx, run)
     why = next(q for q in result.questions if q.id == "why")
     assert why.by_audience == {"sales": pytest.approx(4.0), "marketing": pytest.approx(2.0)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -269,15 +270,28 @@ def test_an_anonymous_concern_stores_nothing_that_leads_back_to_its_sender(
     reply = fill(ctx, sender, form, text="Customers say the tier lacks SSO.", anonymous=True)
     assert "anonymously" in reply.text
 
-    concern = rows(ctx.db, Question)[0]
-    assert concern.asker_id is None and concern.kind == "concern"
-    assert (concern.asked_at.hour, concern.asked_at.minute) == (0, 0)  # only the day is kept
+    # Sent: one sealed box, nothing readable, nothing of the sender, no time; no message yet.
     new_rows = [r for r in _snapshot(ctx) if r not in before]
-    assert {table for table, _ in new_rows} == {"question", "outbox"}
-    for _table, values in new_rows:
+    assert {table for table, _ in new_rows} == {"sealedconcern"}
+    [(_, box)] = new_rows
+    assert b"SSO" not in box["sealed"] and set(box) == {"id", "key_id", "sealed"}
+    assert rows(ctx.db, Question) == [] and rows(ctx.db, Outbox, kind="direct") == []
+    assert strategy.deliver_concerns(ctx) == 0  # before its round
+
+    clock.now = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)  # 08:00 in Berlin, the next morning
+    assert strategy.deliver_concerns(ctx) == 1 and strategy.deliver_concerns(ctx) == 0
+    [concern] = rows(ctx.db, Question)
+    assert concern.asker_id is None and concern.kind == "concern"
+    assert concern.asked_at == datetime(2026, 11, 30, tzinfo=UTC)  # only the day is kept
+    delivered = [r for r in _snapshot(ctx) if r not in before]
+    assert {table for table, _ in delivered} == {"question", "outbox"}
+    for _table, values in delivered:
         assert "Ravi Rep" not in str(values) and "rep2" not in str(values)
         assert sender.person_id not in [v for k, v in values.items() if k.endswith("_id")]
-    assert "anonymous" in str(rows(ctx.db, Outbox, kind="direct")[0].card)
+    [message] = rows(ctx.db, Outbox, kind="direct")
+    assert "anonymous" in str(message.card) and "SSO" in str(message.card)
+    # The message was written by the round, at the round's time: not when the concern was sent.
+    assert message.created_at == clock.now
 
 
 def test_the_answer_to_an_anonymous_concern_is_posted_where_the_decision_was(
@@ -286,6 +300,8 @@ def test_the_answer_to_an_anonymous_concern_is_posted_where_the_decision_was(
     decision = announce(ctx, people["lead"], audiences=["emea", "marketing"])
     form = open_form(inbound.action(ctx, people["rep2"], strategy.CONCERN, str(decision.id)))
     fill(ctx, people["rep2"], form, text="Too rigid for renewals.", anonymous="true")
+    ctx.clock.now = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)  # type: ignore[attr-defined]
+    strategy.deliver_concerns(ctx)
     question = rows(ctx.db, Question)[0]
     answer_form = open_form(inbound.action(ctx, people["lead"], strategy.ANSWER, str(question.id)))
     assert "posted where the decision was announced" in answer_form.intro

@@ -273,7 +273,10 @@ class TeamsApp:
         try:
             await self.send_privately(actor.user_id, activity)
         except Exception as error:
-            log.warning("could not reach %s privately (%s); answering in the conversation", actor.name, error)
+            # Neither who nor what: this may be the thank-you for an anonymous concern.
+            log.warning(
+                "could not answer privately (%s); answering in the conversation", type(error).__name__
+            )
             activity.text = (
                 activity.text or ""
             ) + "\n\n_(I could not write to you privately: open a chat with Touchline.)_"
