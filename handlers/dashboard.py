@@ -86,7 +86,7 @@ def build(
     ]
     if audience is not None and audience not in {key for key, _ in audiences}:
         audience = None
-    wanted: dict[str, Callable[[], Section]] = {"decisions": lambda: decisions(session, now=now)}
+    wanted: dict[str, Callable[[], Section]] = {"decisions": lambda: decisions(session, viewer, now=now)}
     if viewer.sees_everything:
         wanted["assets"] = lambda: assets(session)
         wanted["objections"] = lambda: objection_themes(session, org, now=now)
@@ -100,7 +100,9 @@ def build(
 # --- decisions -----------------------------------------------------------------------------------
 
 
-def decisions(session: Session, *, now: datetime) -> Section:
+def decisions(session: Session, viewer: Viewer, *, now: datetime) -> Section:
+    """Acknowledgement rates for everyone; the open questions' and concerns' words only for
+    leaders and each decision's author (the rest see how many there are)."""
     latest = session.exec(
         select(Decision).where(Decision.status == "active").order_by(col(Decision.id).desc()).limit(DECISIONS)
     ).all()
@@ -114,10 +116,12 @@ def decisions(session: Session, *, now: datetime) -> Section:
         "Acknowledgement rate over time",
         ["decision_id", "decision", "audience", "day", "acknowledged", "members", "rate"],
     )
+    reads = viewer.has("leader")
     questions = Table(
         "open-questions",
         "Open questions and concerns",
         ["decision_id", "decision", "kind", "asked_on", "text"],
+        note="" if reads else "Their words are for each decision's author and the leaders.",
     )
     for decision in latest:
         assert decision.id is not None
@@ -153,9 +157,8 @@ def decisions(session: Session, *, now: datetime) -> Section:
             .where(Question.decision_id == decision.id, col(Question.answer).is_(None))
             .order_by(col(Question.asked_at))
         ):
-            questions.rows.append(
-                [decision.id, decision.title, q.kind, q.asked_at.date().isoformat(), clip(q.text, 300)]
-            )
+            words = clip(q.text, 300) if reads or decision.author_id == viewer.person_id else ""
+            questions.rows.append([decision.id, decision.title, q.kind, q.asked_at.date().isoformat(), words])
     total_members = sum(r[4] for r in rates.rows if r[2] == "all")
     total_acked = sum(r[3] for r in rates.rows if r[2] == "all")
     facts = [

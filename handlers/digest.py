@@ -81,7 +81,8 @@ class DecisionLine:
     title: str
     acknowledged: int
     members: int
-    open_questions: list[str]
+    # A count: the questions' words are for the decision's author and leaders (SECURITY.md).
+    open_questions: int
 
 
 @dataclass
@@ -333,15 +334,11 @@ def _decisions(session: Session) -> list[DecisionLine]:
         assert decision.id is not None
         acknowledged, members = acknowledgement_count(session, decision.id)
         questions = session.exec(
-            select(Question.text)
+            select(func.count())
+            .select_from(Question)
             .where(Question.decision_id == decision.id, col(Question.answer).is_(None))
-            .limit(3)
-        ).all()
-        found.append(
-            DecisionLine(
-                decision.id, decision.title, acknowledged, members, [clip(q, 140) for q in questions]
-            )
-        )
+        ).one()
+        found.append(DecisionLine(decision.id, decision.title, acknowledged, members, int(questions)))
     return found
 
 
@@ -386,7 +383,7 @@ def card(digest: Digest, timezone: str) -> Card:
         sections.append(Section(heading="Assets", text="\n".join(feedback)))
     strategy = [
         f"#{d.id} {d.title}: {_rate(d)} acknowledged"
-        + (f" · open: {'; '.join(d.open_questions)}" if d.open_questions else "")
+        + (f" · {count(d.open_questions, 'open question')}" if d.open_questions else "")
         for d in digest.decisions
     ]
     if strategy:

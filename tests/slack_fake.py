@@ -276,8 +276,9 @@ def _json(value: Any) -> Any:
 @asynccontextmanager
 async def fake_slack() -> AsyncIterator[FakeSlack]:
     fake = FakeSlack()
+    # Slack's own logs are not Touchline's: the fake keeps no access log beside Touchline's.
     server = TestServer(fake.app(), host="127.0.0.1", port=0)
-    await server.start_server()
+    await server.start_server(access_log=None)
     fake.base_url = f"http://127.0.0.1:{server.port}/api/"
     try:
         yield fake

@@ -201,8 +201,10 @@ def test_asset_feedback_and_decisions_are_in_it(dctx: Context, people: dict[str,
         "Focus",
         1,
         2,
-        ["Until when?"],
+        1,
     )
+    assert "Until when?" not in str(digest.card(result, "Europe/Berlin").to_dict())  # the author's, leaders'
+
     assert not result.empty and result.objections == 0
 
 
