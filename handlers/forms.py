@@ -12,6 +12,9 @@ from handlers.context import FormErrors
 from handlers.ui import Form, FormField
 
 Clean = dict[str, Any]
+CHOOSE_ONE = "Choose one: nothing is chosen for you."
+YES = frozenset({"true", "yes", "y", "1", "on"})
+NO = frozenset({"", "false", "no", "n", "0", "off"})
 
 
 def clean(
@@ -54,6 +57,9 @@ def _clean_field(field: FormField, raw: Any) -> Any:
         _too_long(field, len(raw))  # far over the limit: refuse before any further work
     text = _normalise_text(raw)
     if not text:
+        if field.required and field.kind == "select":
+            # Every surface shows a required choice empty: an answer nobody picked is not stored.
+            raise ValueError(CHOOSE_ONE)
         if field.required:
             raise ValueError(f"{field.label} is required")
         return None
@@ -115,11 +121,20 @@ def _choices(field: FormField, raw: Any) -> list[str]:
 
 
 def _truthy(raw: Any) -> bool:
+    """A ticked or unticked box. Not sent means unticked; a word that is neither yes nor no is
+    refused rather than read as no ("maybe" at *Send anonymously* must not send a name)."""
+    if raw is None:
+        return False
     if isinstance(raw, list):
         return bool(raw)
     if isinstance(raw, bool):
         return raw
-    return str(raw).strip().lower() in {"true", "yes", "y", "1", "on"}
+    word = str(raw).strip().lower() if isinstance(raw, str | int) else None
+    if word in YES:
+        return True
+    if word in NO:
+        return False
+    raise ValueError("Answer yes or no.")
 
 
 def visible_name(raw: str | None) -> str | None:

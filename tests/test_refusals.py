@@ -107,6 +107,19 @@ CASES: dict[str, tuple[Case, str]] = {
         ),
         "Which decision?",
     ),
+    "a concern whose Send anonymously is neither yes nor no": (
+        lambda c, p, s: inbound.submit(
+            c,
+            p["rep2"],
+            strategy.QUESTION_FORM,
+            {"text": "Too rigid.", "decision": s["active"], "kind": "concern", "anonymous": "maybe"},
+        ),
+        "anonymous: Answer yes or no.",
+    ),
+    "an asset whose kind nobody chose": (
+        lambda c, p, s: inbound.submit(c, p["market"], assets.PUBLISH_FORM, {**ASSET, "kind": ""}),
+        "kind: Choose one: nothing is chosen for you.",
+    ),
     "an objection of invisible characters": (
         lambda c, p, s: inbound.command(c, p["rep2"], "objection", "\u200b\u2060\u200b"),
         "required",

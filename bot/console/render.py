@@ -83,8 +83,8 @@ def field_prompt(field: FormField, number: int, total: int) -> str:
         lines.append("      y/n")
     if field.multiline:
         lines.append("      end a line with \\ to continue on the next")
-    if isinstance(field.initial, bool):
-        lines.append(f"      Enter keeps: {'y' if field.initial else 'n'}")
+    if field.kind == "checkbox":  # an untouched box is unticked
+        lines.append(f"      Enter keeps: {'y' if field.initial is True else 'n'}")
     elif field.initial not in (None, "", []):
         shown = ", ".join(field.initial) if isinstance(field.initial, list) else str(field.initial)
         first = shown.splitlines()[0] if shown else ""

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from bot.console.platform import ConsolePlatform
 from bot.console.render import boxed, field_prompt, reply_text
 from bot.delivery import DeliveryWorker
-from handlers import directory, inbound
+from handlers import directory, forms, inbound
 from handlers.context import Actor, Context, PostRef, Refusal
 from handlers.ui import Card, Form, FormField, Reply
 from storage import outbox
@@ -166,6 +166,28 @@ class Console:
                 self.say(f"  ✗ {field.label}: {reply.errors[field.name]}")
 
     async def read_value(self, field: FormField) -> Any:
+        while True:
+            text = await self.read_text()
+            if text is None:
+                return None
+            if field.kind != "checkbox":
+                break
+            ticked = _yes_or_no(text, kept=field.initial is True)
+            if ticked is not None:
+                return ticked
+            # Never taken as no: "yse" at *Send anonymously* would send the rep's name.
+            self.say(f"      Please answer y or n (Enter keeps: {'y' if field.initial is True else 'n'}).")
+        if text == "/clear":
+            return ""
+        if not text and field.initial not in (None, "", []):
+            return field.initial
+        if field.kind == "select":
+            picked = [self._option(field, item.strip()) for item in text.split(",") if item.strip()]
+            return picked if field.multiple else (picked[0] if picked else "")
+        return text
+
+    async def read_text(self) -> str | None:
+        """One answer, over several lines when they end in a backslash; None when abandoned."""
         parts: list[str] = []
         while True:
             line = await self.ask("    > ")
@@ -175,18 +197,7 @@ class Console:
                 parts.append(line[:-1])
                 continue
             parts.append(line)
-            break
-        text = "\n".join(parts).strip()
-        if text == "/clear":
-            return ""
-        if not text and field.initial not in (None, "", []):
-            return field.initial
-        if field.kind == "select":
-            picked = [self._option(field, item.strip()) for item in text.split(",") if item.strip()]
-            return picked if field.multiple else (picked[0] if picked else "")
-        if field.kind == "checkbox":
-            return text.lower() in ("y", "yes", "true", "1")
-        return text
+            return "\n".join(parts).strip()
 
     @staticmethod
     def _option(field: FormField, item: str) -> str:
@@ -252,6 +263,18 @@ class Console:
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
+
+
+def _yes_or_no(text: str, *, kept: bool) -> bool | None:
+    """A box ticked (True) or not (False), or None when the answer is unclear. Enter keeps what
+    is shown, and an untouched box is unticked."""
+    if text == "":
+        return kept
+    if text == "/clear" or text.lower() in forms.NO:
+        return False
+    if text.lower() in forms.YES:
+        return True
+    return None
 
 
 def terminal_reader(stdin: TextIO, out: TextIO) -> ReadLine:

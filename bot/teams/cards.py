@@ -15,6 +15,7 @@ MAX_CARD = 20_000  # characters of JSON; Teams refuses messages over about 28 KB
 MAX_TEXT = 2_000  # characters in one TextBlock before it is split
 MAX_IMAGE = 12_000  # bytes of PNG that may travel inside a card as a data URI
 TAG = "_touchline"  # the key in Action.Submit data that says what the press means
+CHOOSE = "Choose…"  # a single choice's placeholder while nothing is chosen
 
 
 def escape(text: str) -> str:
@@ -147,7 +148,11 @@ def form(form: Form) -> dict[str, Any]:
 def _input(field: FormField, value: FormValue | None) -> dict[str, Any]:
     base: dict[str, Any] = {"id": field.name, "label": field.label, "isRequired": field.required}
     if field.required:
-        base["errorMessage"] = f"{field.label} is needed."
+        base["errorMessage"] = (
+            ("Choose at least one." if field.multiple else "Choose one.")
+            if field.kind == "select"
+            else f"{field.label} is needed."
+        )
     if field.kind == "date":
         element = {"type": "Input.Date", **base}
         if value:
@@ -172,6 +177,10 @@ def _input(field: FormField, value: FormValue | None) -> dict[str, Any]:
         chosen = value if isinstance(value, list) else [value] if value else []
         if chosen:
             element["value"] = ",".join(str(v) for v in chosen)
+        elif not field.multiple:
+            # No value, so nothing is chosen for the person: a compact single choice shows its
+            # placeholder instead (an untouched one is not sent, or sent empty, and refused).
+            element["placeholder"] = CHOOSE
     else:
         element = {"type": "Input.Text", **base, "isMultiline": field.multiline}
         if field.kind == "url":

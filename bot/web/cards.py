@@ -77,7 +77,15 @@ def _field_html(field: FormField, value: Any, error: str | None) -> str:
     required = " required" if field.required and field.kind != "checkbox" else ""
     if field.kind == "select":
         chosen = set(value if isinstance(value, list) else [value] if value else [])
-        options = "" if field.multiple or field.required else "<option value=''>—</option>"
+        # A single choice starts on an empty option, required or not: a browser would otherwise
+        # show (and send) the first option, and an untouched form would record an answer
+        # nobody gave. `required` keeps the browser from sending the empty one.
+        blank = "Choose…" if field.required else "—"
+        options = (
+            ""
+            if field.multiple
+            else f"<option value=''{'' if chosen & _values(field) else ' selected'}>{blank}</option>"
+        )
         options += "".join(
             f"<option value='{e(o.value)}'{' selected' if o.value in chosen else ''}>{e(o.label)}</option>"
             for o in field.options
@@ -110,6 +118,10 @@ def _field_html(field: FormField, value: Any, error: str | None) -> str:
         )
     problem = f"<div class='error'>{e(error)}</div>" if error else ""
     return f"<div class='field'>{label}{control}{problem}</div>"
+
+
+def _values(field: FormField) -> set[str]:
+    return {o.value for o in field.options}
 
 
 def form_values(form: Form, posted: Mapping[str, list[str]]) -> dict[str, Any]:
