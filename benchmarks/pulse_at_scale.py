@@ -1,4 +1,4 @@
-"""What a pulse costs at scale: opening a run for thousands, answering, computing the results.
+"""What a pulse costs at scale: opening a run for thousands, answering, closing (mixing), the results.
 
     .venv/bin/python -m benchmarks.pulse_at_scale [--people 5000] [--answers 3000] [--database-url ...]
 
@@ -20,7 +20,7 @@ from handlers import directory, inbound, pulse, setup
 from handlers.context import Context
 from handlers.organisation import parse_organisation
 from storage.database import Database
-from storage.models import PulseRun
+from storage.models import PulseBallot, PulseRun
 
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Singapore", "Australia/Sydney"]
 QUESTIONS = [{"id": f"q{i}", "text": f"Statement {i}", "type": "agree-5"} for i in range(5)] + [
@@ -84,6 +84,18 @@ def run(db: Database, args: argparse.Namespace) -> None:
         samples.append((time.perf_counter() - started) * 1000)
         assert "Thank you" in reply.text, reply.text
     print(f"answer ({len(samples)} people): {common.percentiles(samples)}")
+    with db.session() as session:
+        ballot = session.exec(select(PulseBallot)).first()
+        assert ballot is not None
+        print(f"a sealed ballot: {len(ballot.sealed):,} bytes, the same for everyone in the run")
+    admin = directory.console_actor(ctx, "root")
+    began = time.perf_counter()
+    closed = inbound.command(ctx, admin, "pulse", f"close {run.id}")
+    assert "is closed" in closed.text, closed.text
+    print(
+        f"close the run (open {len(samples)} ballots, mix and write the answers, queue the leaders' "
+        f"results): {time.perf_counter() - began:.2f} s"
+    )
     began = time.perf_counter()
     with db.session() as session:
         result = pulse.results(session, ctx.org, session.get(PulseRun, run.id))  # type: ignore[arg-type]
