@@ -21,10 +21,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-# The chat SDKs log each request they send, with the person's id and what Touchline says to them,
-# at DEBUG: the moment a thank-you for a pulse answer or an anonymous concern leaves would name its
-# sender. They are never let below INFO, whatever LOG_LEVEL says.
-CHAT_SDKS = ("slack_sdk", "slack_bolt", "botbuilder", "botframework", "msal", "microsoft_agents")
+# The chat SDKs and the HTTP clients under them log each request they send, with the person's id
+# (a Teams 1:1 chat's id holds it) and what Touchline says to them, at DEBUG: the moment a
+# thank-you for a pulse answer or an anonymous concern leaves would name its sender. They are
+# never let below INFO, whatever LOG_LEVEL says.
+CHAT_SDKS = (
+    "slack_sdk",
+    "slack_bolt",
+    "botbuilder",
+    "botframework",
+    "msrest",
+    "msal",
+    "microsoft_agents",
+    "urllib3",
+    "requests",
+)
 
 
 def configure(level: str = "INFO", fmt: str = "text") -> None:

@@ -152,7 +152,7 @@ class FakeConnector:
 async def fake_connector() -> AsyncIterator[FakeConnector]:
     fake = FakeConnector()
     server = TestServer(fake.app(), host="127.0.0.1", port=0)
-    await server.start_server()
+    await server.start_server(access_log=None)  # the Connector's own logs are not Touchline's
     fake.base_url = f"http://127.0.0.1:{server.port}/"
     try:
         yield fake

@@ -4,6 +4,7 @@ compares every published result, while and after people answer through Slack."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import shutil
@@ -28,6 +29,8 @@ from storage.database import Database
 from storage.models import Outbox, PulseAnswer, PulseBallot, Question, SealedConcern, metadata
 from tests.fakes import Clock, rows
 from tests.slack_world import World, run
+from tests.teams_fake import User
+from tests.teams_world import teams_world
 
 REPS = [f"U0REP0000{i:02d}" for i in range(10)]
 ADMIN, LEADER = "U0ADMIN0001", "U0LEAD00001"
@@ -371,6 +374,42 @@ def test_answering_a_pulse_leaves_nobody_in_the_logs(actx: Context, debug_log: R
         assert rows(actx.db, PulseAnswer) == [] and len(rows(actx.db, PulseBallot)) == 1
 
     run(actx, scenario)
+
+
+TEAM = "19:anonymity000000000000000000000@thread.tacv2"
+TEAMS_REPS = [User(f"0d1e4c6a-{i:04d}-4b9e-9e9f-73e0c02bf4ea", f"Teams Rep{i}") for i in range(3)]
+TEAMS_ADMIN = User("0d1e4c6a-9999-4b9e-9e9f-73e0c02bf4ea", "Ada Admin")
+
+
+def test_answering_a_pulse_in_teams_leaves_a_sealed_ballot_and_nobody_in_the_logs(
+    db: Database, clock: Clock, debug_log: Recorder
+) -> None:
+    spec = yaml.safe_load(organisation())
+    spec["people"] = {f"t{i}": {"name": u.name, "teams": u.aad} for i, u in enumerate(TEAMS_REPS)}
+    spec["people"]["admin"] = {"name": TEAMS_ADMIN.name, "teams": TEAMS_ADMIN.aad}
+    spec["roles"] = {"rep": [f"t{i}" for i in range(3)], "admin": ["admin"]}
+    spec["audiences"] = {"sales": {"targets": [f"teams:{TEAM}"], "members": [f"t{i}" for i in range(3)]}}
+    ctx = Context(db=db, org=parse_organisation_text(yaml.safe_dump(spec)), clock=clock)
+    setup.apply(ctx)
+    tag = uuid.uuid4().hex[:8]
+    rep = TEAMS_REPS[1]
+
+    async def main() -> None:
+        async with teams_world(ctx) as world:
+            await world.install(TEAMS_ADMIN, TEAM, [TEAMS_ADMIN, *TEAMS_REPS])
+            await world.say(TEAMS_ADMIN, "pulse run alignment")
+            await world.deliver()
+            debug_log.lines.clear()
+            await world.press(rep, world.latest(rep.personal), 1)
+            form = world.latest(rep.personal, with_inputs=True)
+            await world.submit(rep, form, {"why": "4", "nps": "7", "else": marker(1, tag)})
+            assert "sealed" in world.texts(rep.personal)
+
+    asyncio.run(main())
+    logged = "\n".join(debug_log.lines)
+    assert rep.aad not in logged and rep.name not in logged and marker(1, tag) not in logged
+    [ballot] = rows(db, PulseBallot)
+    assert marker(1, tag).encode() not in ballot.sealed and rows(db, PulseAnswer) == []
 
 
 def test_a_ballot_cannot_be_opened_without_the_key_nor_moved_to_another_run(actx: Context) -> None:
