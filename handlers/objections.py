@@ -171,12 +171,20 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
     now = ctx.now()
     rethink = editing is None or (editing.text, editing.competitor) != (clean["text"], clean["competitor"])
     objection = editing or Objection(text="", theme_id=0, reporter_id=actor.person_id, created_at=now)
+    before = editing.theme_id if editing else None
     for name in ("text", "competitor", "segment", "product", "deal_stage", "deal_size", "deal_link"):
         setattr(objection, name, clean[name])
     objection.severity = clean["severity"] or "medium"
     objection.confidential = bool(clean["confidential"])
     if rethink:
-        theme = themes.assign(session, ctx, clean["text"], hint=clean["competitor"] or "", now=now)
+        theme = themes.assign(
+            session,
+            ctx,
+            clean["text"],
+            hint=clean["competitor"] or "",
+            confidential=objection.confidential,
+            now=now,
+        )
         assert theme.id is not None
         objection.theme_id = theme.id
     if editing:
@@ -187,6 +195,11 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
     objection.group_id = group_for(session, objection, now)
     session.add(objection)
     session.flush()
+    if editing:
+        # What it says, or whether it is confidential, changed: so may the names it gave.
+        for theme_id in sorted({objection.theme_id, before or objection.theme_id}):
+            if (touched := numbered.find(session, Theme, str(theme_id), lock=True)) is not None:
+                themes.settle_name(session, touched)
     audit.record(
         session,
         at=now,
@@ -227,6 +240,10 @@ def _recorded(session: Session, objection: Objection, now: datetime, *, edited: 
         lines.append("You are the first rep to log this in the last 30 days.")
     if objection.confidential:
         lines.append("It is confidential: only marketing leads will see it, and never with your name.")
+    if theme is not None and theme.origin == themes.UNNAMED:
+        lines.append(
+            "Its theme has no name yet, so that nothing you wrote shows; a marketing lead will name it."
+        )
     return "\n".join(lines)
 
 
@@ -307,6 +324,9 @@ def withdraw(session: Session, ctx: Context, actor: Actor, objection_id: str) ->
             other.group_id = heir
             session.add(other)
     session.delete(objection)
+    session.flush()
+    if (theme := numbered.find(session, Theme, str(objection.theme_id), lock=True)) is not None:
+        themes.settle_name(session, theme)  # its name may have come from what was withdrawn
     audit.record(
         session,
         at=ctx.now(),
@@ -354,7 +374,8 @@ def list_objections(session: Session, ctx: Context, actor: Actor, *, theme: Them
     for o in objections:
         by_theme.setdefault(o.theme_id, []).append(o)
     sections = []
-    theme_names = {t.id: t.name for t in session.exec(select(Theme).where(col(Theme.id).in_(list(by_theme))))}
+    listed = {t.id: t for t in session.exec(select(Theme).where(col(Theme.id).in_(list(by_theme))))}
+    theme_names = {theme_id: t.name for theme_id, t in listed.items()}
     for theme_id, items in sorted(by_theme.items(), key=lambda kv: (-len(kv[1]), theme_names.get(kv[0], ""))):
         name = theme_names.get(theme_id, "?")
         reps = len({o.reporter_id for o in items})
@@ -367,6 +388,13 @@ def list_objections(session: Session, ctx: Context, actor: Actor, *, theme: Them
         if sees_confidential
         else "Confidential objections are counted but only marketing leads read them."
     )
+    unnamed = sorted(t.id for t in listed.values() if t.origin == themes.UNNAMED and t.id is not None)
+    if unnamed:
+        footer += " A “Confidential theme” holds only confidential objections, so it has no name yet" + (
+            f": name it with /objection theme rename {unnamed[0]} to <name>."
+            if sees_confidential
+            else "; a marketing lead will name it."
+        )
     return Reply(card=Card(title="What the field is hearing", sections=tuple(sections), footer=footer))
 
 

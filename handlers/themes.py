@@ -1,9 +1,16 @@
 """Themes: what objections are about. Each objection gets one as it is recorded; marketers
-rename, merge, split and move them, and a theme keeps its id and name as objections join it."""
+rename, merge, split and move them, and a theme keeps its id and name as objections join it.
+
+A theme's name never comes from confidential text: Touchline names a theme it found after the
+words of its first non-confidential objection, and a theme whose objections are all confidential
+is called "Confidential theme <number>" until someone names it (a marketing lead, who can read
+them) or a non-confidential objection joins it. `origin` says where the name came from, and so
+whether Touchline may still change it; a name a person gave stays."""
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -21,6 +28,16 @@ from storage import audit
 from storage.models import Asset, Objection, Theme
 
 NAME_WORDS = 3
+# Where a theme's name came from. Touchline keeps the automatic ones honest as objections come
+# and go; the others a person (or app.yaml) chose, and they stay.
+TAXONOMY, FOUND, UNNAMED, NAMED, SPLIT = "taxonomy", "found", "unnamed", "named", "split"
+AUTOMATIC = (FOUND, UNNAMED)
+NEUTRAL = "Confidential theme {number}"
+UNNAMED_NOTE = (
+    "no name yet: its objections are all confidential. A marketing lead reads them and names it: "
+    "/objection theme rename {number} to <name>"
+)
+SAID_LIMIT = 5000
 RECENT = timedelta(days=182)
 RECENT_THEMES = 500
 USAGE = (
@@ -36,7 +53,7 @@ def sync_taxonomy(session: Session, org: Organisation, now: datetime) -> None:
     for key, cues in org.objections.themes.items():
         theme = session.exec(select(Theme).where(Theme.key == key)).first()
         if theme is None:
-            theme = Theme(key=key, name=_free_name(session, key), origin="taxonomy", created_at=now)
+            theme = Theme(key=key, name=_free_name(session, key), origin=TAXONOMY, created_at=now)
         theme.cues = list(cues)
         session.add(theme)
     session.flush()
@@ -71,10 +88,14 @@ def candidates(session: Session, now: datetime) -> list[Theme]:
     return [*listed, *sorted(recent, key=lambda t: t.id or 0)]
 
 
-def assign(session: Session, ctx: Context, text: str, *, hint: str = "", now: datetime) -> Theme:
+def assign(
+    session: Session, ctx: Context, text: str, *, hint: str = "", confidential: bool = False, now: datetime
+) -> Theme:
     """The theme for what a customer said: the taxonomy's cue words first, then the theme whose
-    objections it resembles most (enough), else a new theme named after its words. The
-    theme's profile takes the text in, so that the next like objection finds it."""
+    objections it resembles most (enough), else a new theme named after its words, or neutrally
+    when the text is confidential. The theme's profile takes the text in, so that the next like
+    objection finds it (the profile is never shown); a non-confidential text names a theme that
+    has only a neutral name."""
     themes = candidates(session, now)
     grouper = grouping.grouper_named(ctx.org.objections.grouping)
     # Cue words in app.yaml's order, so that a tie goes to the theme listed first there.
@@ -90,10 +111,12 @@ def assign(session: Session, ctx: Context, text: str, *, hint: str = "", now: da
         if best is not None and best[0] >= grouper.threshold:
             chosen = best[1]
     if chosen is None:
-        chosen = _new_theme(session, text, now)
+        chosen = _new_theme(session, None if confidential else text, now)
     assert chosen.id is not None
     theme = numbered.find(session, Theme, str(chosen.id), lock=True)
     assert theme is not None
+    if theme.origin == UNNAMED and not confidential:
+        _name_after(session, theme, text)
     theme.profile = grouper.absorb(theme.profile, [text])
     theme.size += 1
     theme.last_heard_at = max(theme.last_heard_at or now, now)
@@ -102,20 +125,107 @@ def assign(session: Session, ctx: Context, text: str, *, hint: str = "", now: da
     return theme
 
 
-def _new_theme(session: Session, text: str, now: datetime) -> Theme:
+def _new_theme(session: Session, text: str | None, now: datetime) -> Theme:
+    """A theme named after `text`, or, with no text to show (a confidential one), neutrally."""
+    theme = Theme(
+        name=f"new {uuid.uuid4().hex}", origin=FOUND if text is not None else UNNAMED, created_at=now
+    )
+    with session.begin_nested():
+        session.add(theme)
+        session.flush()  # its number, which a neutral name carries
+    if text is None:
+        _take_name(session, theme, neutral_name(theme), UNNAMED)
+    else:
+        _take_name(session, theme, name_for(text), FOUND)
+    return theme
+
+
+def neutral_name(theme: Theme) -> str:
+    """The name of a theme nothing may be said about yet: "Confidential theme 12"."""
+    return NEUTRAL.format(number=theme.id)
+
+
+def unnamed_note(theme: Theme) -> str:
+    """Why a theme has no name yet and how to give it one; empty for a named theme."""
+    return UNNAMED_NOTE.format(number=theme.id) if theme.origin == UNNAMED else ""
+
+
+def settle_name(session: Session, theme: Theme) -> None:
+    """Keep an automatic name honest after a theme's objections changed (edited, withdrawn,
+    moved, split off, merged in, deleted by retention): it is the words of one of its
+    non-confidential objections, or neutral when they are all confidential. A theme with no
+    objection left keeps its name, and a name a person gave always stays."""
+    if theme.origin not in AUTOMATIC or theme.id is None:
+        return
+    said = list(
+        session.exec(
+            select(Objection.text)
+            .where(Objection.theme_id == theme.id, col(Objection.confidential).is_(False))
+            .order_by(col(Objection.id))
+            .limit(SAID_LIMIT)
+        )
+    )
+    if said:
+        if theme.origin == FOUND and any(_named_after(theme.name, text) for text in said):
+            return
+        _name_after(session, theme, said[0])
+        return
+    if theme.origin == UNNAMED:
+        return
+    if session.exec(select(Objection.id).where(Objection.theme_id == theme.id).limit(1)).first() is None:
+        return
+    _take_name(session, theme, neutral_name(theme), UNNAMED)
+
+
+def settle_names(session: Session) -> None:
+    """Undo what older versions did: each theme Touchline named after the words of a confidential
+    objection (and of no non-confidential one) gets an honest name. It runs at every start and
+    looks only at themes holding a confidential objection, a handful; a name a marketer gave
+    there is no confidential objection's words, so it stays."""
+    suspects = session.exec(
+        select(Theme.id)
+        .join(Objection, col(Objection.theme_id) == col(Theme.id))
+        .where(Theme.origin == FOUND, col(Objection.confidential).is_(True))
+        .distinct()
+    ).all()
+    for theme_id in suspects:
+        theme = session.get(Theme, theme_id)
+        secret = session.exec(
+            select(Objection.text).where(
+                Objection.theme_id == theme_id, col(Objection.confidential).is_(True)
+            )
+        ).all()
+        if theme is not None and any(_named_after(theme.name, text) for text in secret):
+            settle_name(session, theme)
+    session.flush()
+
+
+def _name_after(session: Session, theme: Theme, text: str) -> None:
+    _take_name(session, theme, name_for(text), FOUND)
+
+
+def _named_after(name: str, text: str) -> bool:
+    """Whether `name` is what Touchline would call a theme found in `text` ("price cut", "price cut 2")."""
     base = name_for(text)
+    return name == base or (name.startswith(f"{base} ") and name[len(base) + 1 :].isdigit())
+
+
+def _take_name(session: Session, theme: Theme, base: str, origin: str) -> None:
+    """Give `theme` the name `base`, or `base 2`, `base 3`... when another theme has it."""
     for attempt in range(20):
         name = base if attempt == 0 else f"{base} {attempt + 1}"
-        if session.exec(select(Theme.id).where(Theme.name == name)).first() is not None:
+        taken = session.exec(select(Theme.id).where(Theme.name == name, col(Theme.id) != theme.id)).first()
+        if taken is not None:
             continue
         try:
-            with session.begin_nested():
-                theme = Theme(name=name, origin="found", created_at=now)
+            with session.begin_nested():  # a failed attempt expires both: set them again each time
+                theme.name, theme.origin = name, origin
                 session.add(theme)
-            return theme
+                session.flush()
+            return
         except IntegrityError:
             continue  # someone took the name a moment ago
-    raise Refusal("Could not name a new theme; please try again.")
+    raise Refusal("Could not name a theme; please try again.")
 
 
 def name_for(text: str) -> str:
@@ -186,6 +296,8 @@ def rename(session: Session, ctx: Context, actor: Actor, theme: Theme, new_name:
         raise Refusal(f"There is a theme called “{clash.name}” already (#{clash.id}); merge them instead.")
     old = theme.name
     theme.name = new_name
+    if theme.origin in AUTOMATIC:
+        theme.origin = NAMED  # a person's name: Touchline no longer changes it
     session.add(theme)
     audit.record(
         session,
@@ -227,6 +339,7 @@ def merge(session: Session, ctx: Context, actor: Actor, source: Theme, target: T
     )
     session.flush()
     session.expire_all()  # the objections moved by a bulk UPDATE: nothing stale may be shown
+    settle_name(session, target)
     return Reply(
         text=f"“{source.name}” is merged into “{target.name}” (#{target.id}): "
         f"{count(moved, 'objection')} moved; “{source.name}” now leads to it."
@@ -242,11 +355,14 @@ def split(
     strays = sorted(set(ids) - {o.id for o in chosen if o.theme_id == theme.id})
     if strays:
         raise Refusal(f"Not in “{theme.name}”: {', '.join(f'#{i}' for i in strays)}.")
+    new_name = " ".join(new_name.split())
+    if not new_name or len(new_name) > 60:
+        raise Refusal("Give the new theme a name of 1 to 60 characters.")
     if find(session, new_name) is not None:
         raise Refusal(f"There is a theme called “{new_name}” already; pick another name.")
     new = Theme(
-        name=" ".join(new_name.split())[:60] or name_for(chosen[0].text),
-        origin="split",
+        name=new_name,
+        origin=SPLIT,
         created_at=now,
         last_heard_at=now,
     )
@@ -305,6 +421,7 @@ def overview(session: Session) -> Card:
     lines = [
         f"#{t.id} {t.name} — {count(sizes.get(t.id or 0, 0), 'objection')}"
         + (" (from app.yaml)" if t.key else "")
+        + (f" ({unnamed_note(t)})" if unnamed_note(t) else "")
         for t in sorted(active(session), key=lambda t: (-sizes.get(t.id or 0, 0), t.name))
     ]
     return Card(
@@ -315,12 +432,13 @@ def overview(session: Session) -> Card:
 
 
 def rebuild(session: Session, ctx: Context, theme: Theme) -> None:
-    """Recompute a theme's profile and size from the objections it has now."""
-    texts = list(session.exec(select(Objection.text).where(Objection.theme_id == theme.id).limit(5000)))
+    """Recompute a theme's profile and size from the objections it has now, and keep its name honest."""
+    texts = list(session.exec(select(Objection.text).where(Objection.theme_id == theme.id).limit(SAID_LIMIT)))
     grouper = grouping.grouper_named(ctx.org.objections.grouping)
     theme.profile = grouper.absorb({}, texts) if texts else {}
     theme.size = len(texts)
     session.add(theme)
+    settle_name(session, theme)
 
 
 def _merged_profile(grouper: grouping.Grouper, target: Theme, source: Theme) -> dict[str, object]:

@@ -259,7 +259,7 @@ class Theme(SQLModel, table=True):
     key: str | None = Field(default=None, unique=True, max_length=64)
     name: str = Field(unique=True, max_length=64)
     cues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    origin: str = Field(default="found", max_length=16)  # "taxonomy" | "found" | "split"
+    origin: str = Field(default="found", max_length=16)  # taxonomy, found, unnamed, named, split
     merged_into_id: int | None = Field(default=None, foreign_key="theme.id")
     size: int = 0
     profile: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
