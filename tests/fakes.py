@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,3 +96,22 @@ def theme_of(db: Database, objection: Any) -> str:
         theme = session.get(Theme, objection.theme_id)
         assert theme is not None
         return theme.name
+
+
+@contextlib.contextmanager
+def configured_logging(level: str, fmt: str = "text") -> Iterator[logging.Logger]:
+    """Touchline's own logging set-up for one test, and everything it changed put back after:
+    the root's handlers and level, and the chat libraries it holds at INFO."""
+    from bot import logs
+
+    root = logging.getLogger()
+    handlers, root_level = root.handlers[:], root.level
+    held = {name: logging.getLogger(name).level for name in logs.CHAT_SDKS}
+    try:
+        logs.configure(level, fmt)
+        yield root
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(root_level)
+        for name, was in held.items():
+            logging.getLogger(name).setLevel(was)

@@ -21,13 +21,12 @@ import yaml
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bot import logs
 from bot.config import parse_organisation_text
 from handlers import setup, strategy
 from handlers.context import Context
 from storage.database import Database
 from storage.models import Outbox, PulseAnswer, PulseBallot, Question, SealedConcern, metadata
-from tests.fakes import Clock, rows
+from tests.fakes import Clock, configured_logging, rows
 from tests.slack_world import World, run
 from tests.teams_fake import User
 from tests.teams_world import teams_world
@@ -296,15 +295,10 @@ class Recorder(logging.Handler):
 @pytest.fixture
 def debug_log() -> Iterator[Recorder]:
     """Touchline's own logging set-up at LOG_LEVEL=DEBUG, with every line kept."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in logs.CHAT_SDKS})
-    logs.configure("DEBUG")
-    recorder = Recorder()
-    root.addHandler(recorder)
-    yield recorder
-    root.handlers[:], root.level = saved[0], saved[1]
-    for name, level in saved[2].items():
-        logging.getLogger(name).setLevel(level)
+    with configured_logging("DEBUG") as root:
+        recorder = Recorder()
+        root.addHandler(recorder)
+        yield recorder
 
 
 def test_an_anonymous_concern_leaves_no_sender_and_no_moment_in_the_logs_or_the_outbox(

@@ -59,20 +59,14 @@ def test_log_format_json_writes_one_json_object_a_line() -> None:
     import json
     import logging
 
-    from bot import logs
+    from tests.fakes import configured_logging
 
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
     stream = io.StringIO()
-    try:
-        logs.configure("INFO", "json")
+    with configured_logging("INFO", "json") as root:
         root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
         logging.getLogger("bot.delivery").warning(
             "delivery %s to %s failed: %s", 7, "slack", "not_in_channel"
         )
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
     [line] = stream.getvalue().splitlines()
     entry = json.loads(line)
     assert (entry["level"], entry["logger"]) == ("warning", "bot.delivery")
