@@ -402,6 +402,12 @@ def _question(
     result.mean = round(statistics.fmean(values), 2)
     result.distribution = {str(v): values.count(v) for v in range(low, high + 1)}
     sides = pulse.breakdown({}, group, lambda a: a.side, minimum)
+    # Beside the unfiltered page's sides, a side outside the filter follows by subtraction: it
+    # must be empty or large enough too.
+    inside = {a.id for a in group}
+    outside = [a.side for a in everyone if a.id not in inside]
+    if any(0 < outside.count(side) < minimum for side in set(outside)):
+        sides = {}
     result.sales, result.marketing = (
         None if sides.get(side) is None else round(sides[side] or 0, 2) for side in ("sales", "marketing")
     )

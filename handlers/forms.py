@@ -147,7 +147,9 @@ def visible_name(raw: str | None) -> str | None:
 def _normalise_text(raw: str) -> str:
     # Unify line endings and drop control and format characters (zero-width spaces,
     # direction overrides) other than line breaks, tabs and the joiner inside emoji: they
-    # are invisible in chat, can disguise text, and would let "nothing" pass as something.
+    # are invisible in chat, can disguise text, and would let "nothing" pass as something. A
+    # lone surrogate (Cs) is no character at all: nothing can store or send it.
     raw = raw.replace("\r\n", "\n").replace("\r", "\n")
-    kept = "".join(ch for ch in raw if ch in "\n\t\u200d" or unicodedata.category(ch) not in ("Cc", "Cf"))
+    dropped = ("Cc", "Cf", "Cs")
+    kept = "".join(ch for ch in raw if ch in "\n\t\u200d" or unicodedata.category(ch) not in dropped)
     return "\n".join(line.rstrip() for line in kept.split("\n")).strip()

@@ -351,9 +351,11 @@ def mix(session: Session, ctx: Context, run: PulseRun) -> int:
             given = [b for b in opened if q["id"] in b.get("answers", {})]
             if len(given) < (minimum_comments if q["type"] == "text" else minimum):
                 continue
-            scored = q["type"] in SCALES
-            sides = _labels([str(b.get("side", "")) for b in given], minimum, keep=scored)
-            audiences = _labels([str(b.get("audience", "")) for b in given], minimum, keep=scored)
+            sides, audiences = _labels(
+                [(str(b.get("side", "")), str(b.get("audience", ""))) for b in given],
+                minimum,
+                keep=q["type"] in SCALES,
+            )
             for b, side, audience in zip(given, sides, audiences, strict=True):
                 value = b["answers"][q["id"]]
                 rows.append(
@@ -363,7 +365,7 @@ def mix(session: Session, ctx: Context, run: PulseRun) -> int:
                         question=q["id"],
                         side=side,
                         audience=audience,
-                        number=int(value) if scored else None,
+                        number=int(value) if q["type"] in SCALES else None,
                         choice=value if q["type"] == "choice" else None,
                         text=value if q["type"] == "text" else None,
                     )
@@ -375,11 +377,26 @@ def mix(session: Session, ctx: Context, run: PulseRun) -> int:
     return len(opened)
 
 
-def _labels(labels: list[str], minimum: int, *, keep: bool) -> list[str]:
-    """The groups' labels, or none at all when any group is too small to be shown."""
-    if not keep or any(labels.count(label) < minimum for label in set(labels)):
-        return [""] * len(labels)
-    return labels
+def _labels(pairs: list[tuple[str, str]], minimum: int, *, keep: bool) -> tuple[list[str], list[str]]:
+    """Each answer's side and audience as far as they may be kept: both when every (side,
+    audience) cell holds at least the minimum (else the two together single out whoever is alone
+    in a cell, such as the one seller in a marketing audience), else the sides alone when every
+    side is that large, else the audiences alone likewise, else neither."""
+    blank = [""] * len(pairs)
+    if not keep:
+        return blank, blank
+
+    def large(groups: list[object]) -> bool:
+        return all(groups.count(g) >= minimum for g in set(groups))
+
+    sides, audiences = [p[0] for p in pairs], [p[1] for p in pairs]
+    if large(list(pairs)):
+        return sides, audiences
+    if large(list(sides)):
+        return sides, blank
+    if large(list(audiences)):
+        return blank, audiences
+    return blank, blank
 
 
 def _minimums(org: Organisation, run: PulseRun) -> tuple[int, int]:

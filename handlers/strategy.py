@@ -490,6 +490,7 @@ def deliver_concerns(ctx: Context) -> int:
             session.delete(box)
             decision = session.get(Decision, int(opened["decision"]))
             if decision is None or decision.id is None:
+                log.warning("an anonymous concern's decision no longer exists: the concern was dropped")
                 continue
             day = date.fromisoformat(opened["day"])
             question = Question(

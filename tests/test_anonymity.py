@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import struct
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +23,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bot.config import parse_organisation_text
-from handlers import setup, strategy
+from handlers import dashboard, directory, inbound, pulse, setup, strategy
 from handlers.context import Context
+from handlers.signin import Viewer
 from storage.database import Database
 from storage.models import Outbox, PulseAnswer, PulseBallot, Question, SealedConcern, metadata
+from tests import slack_fake
 from tests.fakes import Clock, configured_logging, rows
 from tests.slack_world import World, run
 from tests.teams_fake import User
@@ -443,3 +446,104 @@ def test_the_key_comes_from_the_environment_a_platform_secret_or_a_file_beside_t
     assert seal(derived).key_id == seal(derived).key_id != local.key_id
     with pytest.raises(ValueError, match="32"):
         Environment(touchline_secret_key=SecretStr("short"))
+
+
+# --- what the attacker pass found: one person alone in a (side, audience) cell ----------------
+
+
+def crosstab_organisation() -> str:
+    """Every side and every audience has five or more, but AMER has one seller only: Alex."""
+    people = {f"e_s{i}": {"name": f"EMEA seller {i}"} for i in range(5)}
+    people |= {f"e_m{i}": {"name": f"EMEA marketer {i}"} for i in range(5)}
+    people |= {"a_s0": {"name": "Alex Alone"}} | {f"a_m{i}": {"name": f"AMER marketer {i}"} for i in range(4)}
+    people |= {"root": {"name": "Ada Admin"}}
+    return yaml.safe_dump(
+        {
+            "organisation": {"name": "Crosstab Co", "timezone": "Europe/Berlin"},
+            "people": people,
+            "roles": {
+                "rep": [k for k in people if "_s" in k],
+                "marketer": [k for k in people if "_m" in k],
+                "admin": ["root"],
+            },
+            "audiences": {
+                region: {
+                    "targets": [f"console:#{region}"],
+                    "members": [k for k in people if k[0] == region[0]],
+                }
+                for region in ("emea", "amer")
+            },
+            "surveys": {
+                "alignment": {
+                    "title": "Pulse",
+                    "audiences": ["emea", "amer"],
+                    "schedule": "0 10 * * TUE",
+                    "open_for": "3d",
+                    "min_group_size": 5,
+                    "questions": [{"id": "why", "text": "I understand why.", "type": "agree-5"}],
+                }
+            },
+        }
+    )
+
+
+def test_no_stored_row_nor_dashboard_filter_singles_out_one_person_in_a_side_and_audience(
+    db: Database, clock: Clock
+) -> None:
+    ctx = Context(db=db, org=parse_organisation_text(crosstab_organisation()), clock=clock)
+    setup.apply(ctx)
+    who = {key: directory.console_actor(ctx, key) for key in ctx.org.people}
+    assert "open" in inbound.command(ctx, who["root"], "pulse", "run alignment").text
+    for key in who:
+        if key != "root":
+            value = "1" if key == "a_s0" else "4" if "_s" in key else "3"
+            assert "Thank" in inbound.submit(ctx, who[key], pulse.FORM_ID, {"run": "1", "why": value}).text
+    assert "closed" in inbound.command(ctx, who["root"], "pulse", "close 1").text
+    stored = rows(db, PulseAnswer)
+    cells = Counter((a.side, a.audience) for a in stored if a.side and a.audience)
+    assert all(n >= 5 for n in cells.values()), cells  # Alex's ("sales", "amer") is not a row
+    assert {a.side for a in stored} == {"sales", "marketing"}  # the sides, all large, are kept
+    viewer = Viewer(who["root"].person_id, "Ada Admin", who["root"].roles)
+    with db.session() as session:
+        for audience in (None, "emea", "amer"):
+            board = dashboard.build(session, ctx.org, viewer, now=ctx.now(), audience=audience)
+            table = board.table("pulse-questions")
+            assert table is not None
+            [(*_, sales, marketing, _distribution)] = table.rows
+            if audience is None:
+                assert (sales, marketing) == (pytest.approx(3.5), pytest.approx(3.0))
+            else:  # beside the unfiltered sides, a filtered side would give Alex's 1 away
+                assert sales is None and marketing is None
+
+
+def test_slack_failing_at_the_moment_of_an_answer_or_a_concern_logs_nobody(
+    actx: Context, debug_log: Recorder
+) -> None:
+    async def scenario(world: World) -> None:
+        await world.command("pulse", "run alignment", ADMIN)
+        await world.settled()
+        # The thank-you to a person in their direct messages is refused; their profile lookup too.
+        world.fake.errors["chat.postMessage"] = ["ratelimited"]
+        world.fake.errors["users.info"] = ["ratelimited"]
+        assert world.touchline.slack is not None
+        world.touchline.slack.people._profiles.clear()  # their profile's time in the cache ran out
+        debug_log.lines.clear()
+        await world.send(
+            slack_fake.button("pulse.answer", "1", REPS[2], fake=world.fake, channel="D0REP000002")
+        )
+        view = await world.opened(1)
+        await world.submit(view, REPS[2], {"why": "1", "nps": "0", "else": "hate it"})
+        await world.settled()
+        assert len(rows(actx.db, PulseBallot)) == 1
+        assert [line for line in debug_log.lines if "ratelimited" in line]  # the failures were logged
+        assert not [line for line in debug_log.lines if REPS[2] in line or NAMES[REPS[2]] in line]
+
+    run(actx, scenario)
+
+
+def test_a_lone_surrogate_in_a_comment_is_dropped_not_a_failure(actx: Context) -> None:
+    who = directory.identify(actx, "slack", REPS[0])
+    admin = directory.identify(actx, "slack", ADMIN)
+    assert "open" in inbound.command(actx, admin, "pulse", "run alignment").text
+    reply = inbound.submit(actx, who, pulse.FORM_ID, {"run": "1", "why": "3", "nps": "5", "else": "a\ud800b"})
+    assert "Thank you" in reply.text

@@ -324,7 +324,7 @@ class SlackApp:
         try:
             await self.client.views_publish(user_id=actor.user_id, view=home_view(card))
         except SlackApiError as error:
-            log.warning("views.publish for %s failed: %s", actor.user_id, error.response.get("error"))
+            log.warning("views.publish failed: %s", error.response.get("error"))
 
     def _home(self, actor: Actor) -> Any:
         with self.ctx.db.session() as session:
@@ -381,7 +381,8 @@ class SlackApp:
             try:
                 await self.client.chat_postMessage(channel=actor.user_id, **reply_message(reply))
             except SlackApiError as error:
-                log.warning("could not message %s: %s", actor.user_id, error.response.get("error"))
+                # Not who: this may be the thank-you for a pulse answer or an anonymous concern.
+                log.warning("could not message a person directly: %s", error.response.get("error"))
 
     async def _respond(self, url: str, payload: dict[str, Any]) -> None:
         """Answer through the request's `response_url`, on the shared connection."""

@@ -61,8 +61,11 @@ class SlackPeople:
                 timezone=user.get("tz") or None,
             )
         except (SlackApiError, KeyError, TypeError) as error:
-            # Without a profile the person still counts, by their id; their name comes later.
-            log.warning("users.info %s failed: %s", user_id, error)
+            # Without a profile the person still counts, by their id; their name comes later. Not
+            # who: this may be the moment someone answers a pulse or sends an anonymous concern.
+            log.warning(
+                "users.info failed: %s", getattr(error, "response", {}).get("error", type(error).__name__)
+            )
             return Profile(None, None, None)
         self._profiles[user_id] = (time.monotonic(), found)
         return found
