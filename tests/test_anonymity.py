@@ -33,6 +33,7 @@ from tests.fakes import Clock, configured_logging, rows
 from tests.slack_world import World, run
 from tests.teams_fake import User
 from tests.teams_world import teams_world
+from tests.test_slack import DECISION
 
 REPS = [f"U0REP0000{i:02d}" for i in range(10)]
 ADMIN, LEADER = "U0ADMIN0001", "U0LEAD00001"
@@ -313,19 +314,7 @@ def test_an_anonymous_concern_leaves_no_sender_and_no_moment_in_the_logs_or_the_
     async def scenario(world: World) -> None:
         await world.command("strategy", "", LEADER)
         view = await world.opened(1)
-        await world.submit(
-            view,
-            LEADER,
-            {
-                "title": "Mid-market first",
-                "decision": "Lead with the mid-market tier.",
-                "why": "Twice the win rate.",
-                "reps_may": "15% on 3-year deals",
-                "reps_may_not": "discount the platform fee",
-                "effective_on": "2026-12-01",
-                "audiences": ["sales"],
-            },
-        )
+        await world.submit(view, LEADER, {**DECISION, "audiences": ["sales"]})
         await world.settled()
         await world.deliver()
         outbox_before = len(rows(actx.db, Outbox))
