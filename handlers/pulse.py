@@ -326,7 +326,7 @@ def mix(session: Session, ctx: Context, run: PulseRun) -> int:
 
     What would never be shown is not kept: no answer at all when fewer than the minimum
     answered, no question answered by fewer (comments: fewer than their own minimum), and no
-    side or audience on a question's answers unless every such group of it is large enough.
+    side or audience on a question's answers that would single out a small group (`_labels`).
     The rows then say no more than the results do, to anyone who reads the tables."""
     assert run.id is not None
     ballots = session.exec(select(PulseBallot).where(PulseBallot.run_id == run.id).with_for_update()).all()
