@@ -191,10 +191,7 @@ def export_command(
             json.dump(list(rows), sys.stdout, ensure_ascii=False, indent=1, default=str)
             sys.stdout.write("\n")
             return
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ";".join(v) if isinstance(v, list) else v for k, v in row.items()})
+        exports.write_csv(sys.stdout, columns, ([row.get(c) for c in columns] for row in rows))
 
 
 @app.command("import")

@@ -3,10 +3,11 @@ objections in from a spreadsheet."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import csv
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
@@ -57,6 +58,28 @@ IMPORT_COLUMNS = {
     "severity",
 }
 BATCH = 1000
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def write_csv(out: TextIO, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Every CSV Touchline writes: a header, then each row with cells a spreadsheet would run as
+    a formula (text from people such as `=HYPERLINK(…)`) made inert with a leading quote."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([spreadsheet_cell(value) for value in row])
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A cell as a spreadsheet may read it: lists joined with ";", nothing for None, and text that
+    starts like a formula (after any spaces; fullwidth signs too) prefixed with "'"."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        value = ";".join(str(v) for v in value)
+    if isinstance(value, str) and value.lstrip(" ")[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
 
 
 def objection_rows(session: Session, *, include_confidential: bool = False) -> Iterator[dict[str, Any]]:

@@ -193,3 +193,21 @@ def test_semantic_grouping_without_its_extra_is_refused_at_start_with_the_fix(fi
     config.write_text(ORG_YAML.replace("objections:\n", "objections:\n  grouping: semantic\n", 1))
     code, _, err = cli(files, "digest")
     assert code == 2 and "pip install '.[semantic]'" in err and "Traceback" not in err
+
+
+def test_every_csv_touchline_writes_makes_formulas_inert(files: dict[str, str]) -> None:
+    """`touchline export … --format csv` and the dashboard's downloads share one writer."""
+    db = Database.from_url(files["url"])
+    ctx = Context(db=db, org=parse_organisation_text(ORG_YAML))
+    setup.apply(ctx)
+    rep = directory.console_actor(ctx, "rep1")
+    said = ['=HYPERLINK("https://evil.example","price")', " =1+1 price", "＝SUM(A1) price", "@cmd price"]
+    for text in said:
+        assert "Recorded" in inbound.command(ctx, rep, "objection", text).text
+    db.dispose()
+    code, out, err = cli(files, "export", "objections", "--format", "csv")
+    assert code == 0, err
+    texts = [row["text"] for row in csv.DictReader(io.StringIO(out))]
+    assert [t[:1] for t in texts] == ["'"] * len(said) and [t[1:] for t in texts] == [s.strip() for s in said]
+    code, json_out, _ = cli(files, "export", "objections", "--format", "json")
+    assert json.loads(json_out)[0]["text"] == said[0]  # JSON keeps the words as said

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from typing import Any
 
 from bot.web.charts import bar_chart, line_chart
 from bot.web.html import e, url
+from handlers import exports
 from handlers.dashboard import Dashboard, Section, Table
 
 FOLDED = 12  # rows shown before a table folds
@@ -129,15 +129,5 @@ def _day(slot: str) -> str:
 
 def table_csv(table: Table) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(table.columns)
-    for row in table.rows:
-        writer.writerow(["" if v is None else _neutralise(v) for v in row])
+    exports.write_csv(out, table.columns, table.rows)
     return out.getvalue()
-
-
-def _neutralise(value: Any) -> Any:
-    # A spreadsheet runs a cell that starts with = + - @ as a formula: text from people must not.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
