@@ -47,6 +47,10 @@ class Environment(BaseSettings):
     # Where people's browsers reach Touchline (the dashboard's sign-in links), e.g. https://touchline.example.com
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     port: int = Field(default=3978, ge=0, le=65535)  # 0: any free port
+    # /metrics: a bearer token it asks for, and/or an address of its own (not the public port).
+    metrics_token: SecretStr | None = Field(default=None, min_length=16)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

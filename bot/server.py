@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
 import time
@@ -108,7 +109,8 @@ class Touchline:
     def web_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/metrics", self.metrics_page)
+        if self.env.metrics_port is None:
+            app.router.add_get("/metrics", self.metrics_page)
         if self.page is not None:
             self.page.routes(app)
         if self.slack is not None:
@@ -134,6 +136,11 @@ class Touchline:
         """`GET /metrics`: Prometheus' text format (the database figures are read now)."""
         if self.metrics is None:
             return web.Response(status=404)
+        token = self.env.metrics_token
+        if token is not None:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+            if not hmac.compare_digest(given, token.get_secret_value().encode()):
+                return web.Response(status=401, text="Send METRICS_TOKEN as a bearer token.")
         body = await asyncio.to_thread(generate_latest, self.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -183,6 +190,7 @@ class Touchline:
             runner.addresses[0][1] if runner.addresses else self.env.port
         )  # PORT=0: the one the system chose
         address = f"http://{self.host}:{port}"
+        metrics_runner = await self._serve_metrics_apart()
         if on_ready is not None:
             await on_ready(address)
         if self.slack is not None:
@@ -213,7 +221,23 @@ class Touchline:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await runner.cleanup()
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
             await self.close()
+
+    async def _serve_metrics_apart(self) -> web.AppRunner | None:
+        """With METRICS_PORT, `/metrics` listens there (METRICS_HOST, this machine by default)
+        and not on the public port."""
+        if self.env.metrics_port is None:
+            return None
+        app = web.Application()
+        app.router.add_get("/metrics", self.metrics_page)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.env.metrics_host, self.env.metrics_port).start()
+        chosen = runner.addresses[0][1] if runner.addresses else self.env.metrics_port
+        log.info("metrics at http://%s:%s/metrics", self.env.metrics_host, chosen)
+        return runner
 
     async def close(self) -> None:
         """Let go of the platforms' connections."""
