@@ -3,18 +3,33 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from aiohttp import ClientSession, CookieJar, web
+from aiohttp.test_utils import TestServer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from handlers.context import Context
 from tests.conftest import ROOT
+from tests.slack_world import World, run
+from tests.test_slack import REP1, sctx  # noqa: F401  (the fixture)
+from tests.test_web import link_for
+from tests.web_world import serving as web_serving
 
 
 def free_port() -> int:
@@ -84,3 +99,119 @@ def test_metrics_on_an_address_of_their_own_are_gone_from_the_public_port(tmp_pa
         assert fetch(f"{base}/metrics")[0] == 404
         status, body = fetch(f"http://127.0.0.1:{apart}/metrics")
         assert status == 200 and "touchline_" in body
+
+
+# --- the web page behind a TLS-terminating proxy, and locally under another name ---------------
+
+
+def _certificate(folder: Path) -> ssl.SSLContext:
+    """A self-signed certificate for 127.0.0.1, as a proxy in front of Touchline would have one."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "proxy.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (folder / "proxy.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "proxy.pem", folder / "proxy.key")
+    return context
+
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"}
+
+
+@asynccontextmanager
+async def tls_proxy(backend: str, folder: Path) -> AsyncIterator[str]:
+    """A reverse proxy that ends TLS and passes each request on over plain HTTP, the way nginx's
+    `proxy_pass` does: Touchline sees http, its own host and port, and X-Forwarded-* headers."""
+    async with ClientSession() as upstream:
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+            headers |= {"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "https"}
+            async with upstream.request(
+                request.method,
+                backend + request.path_qs,
+                headers=headers,
+                data=await request.read(),
+                allow_redirects=False,
+            ) as answer:
+                body = await answer.read()
+                response = web.Response(status=answer.status, body=body)
+                for key, value in answer.headers.items():
+                    if key.lower() not in HOP_BY_HOP | {"content-encoding"}:
+                        response.headers.add(key, value)
+                return response
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", forward)
+        server = TestServer(app, host="127.0.0.1", port=0)
+        await server.start_server(ssl=_certificate(folder))
+        try:
+            yield f"https://127.0.0.1:{server.port}"
+        finally:
+            await server.close()
+
+
+def test_sign_in_works_behind_a_tls_terminating_proxy_and_refuses_other_sites(
+    sctx: Context,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    async def scenario(world: World) -> None:
+        backend = world.url.removesuffix("/slack/events")
+        async with tls_proxy(backend, tmp_path) as public:
+            world.ctx.public_url = public  # PUBLIC_URL: where browsers reach Touchline
+            client = ssl.create_default_context(cafile=str(tmp_path / "proxy.pem"))
+            _, first = await link_for(world, REP1, 1)
+            _, second = await link_for(world, REP1, 2)
+            async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as browser:
+                async with browser.get(f"{public}/sign-in/{first}", ssl=client) as response:
+                    assert response.status == 200 and "Open the dashboard" in await response.text()
+                # A browser sends the page's own origin with the form: the proxy's, not Touchline's.
+                sent = {"Origin": public}
+                async with browser.post(f"{public}/sign-in/{first}", headers=sent, ssl=client) as response:
+                    page = await response.text()
+                    assert response.status == 200 and "Rita Rep (rep)" in page, page[:300]
+                elsewhere = {"Origin": "https://touchline.evil.example"}
+                signing_in = f"{public}/sign-in/{second}"
+                async with browser.post(signing_in, headers=elsewhere, ssl=client) as response:
+                    assert response.status == 403 and "another site" in await response.text()
+                # Touchline's own http address is not where the page lives either.
+                own = {"Origin": backend}
+                async with browser.post(signing_in, headers=own, ssl=client) as response:
+                    assert response.status == 403
+
+    run(sctx, scenario)
+
+
+def test_locally_the_page_answers_only_under_this_machine_s_own_names(ctx: Context) -> None:
+    with web_serving(ctx) as served:
+        port = served.url.rsplit(":", 1)[1]
+        assert fetch(f"{served.url}/", {"Host": f"127.0.0.1:{port}"})[0] == 200
+        assert fetch(f"{served.url}/", {"Host": f"localhost:{port}"})[0] == 200
+        # DNS rebinding: another site's name that now points here.
+        status, page = fetch(f"{served.url}/", {"Host": f"rebind.evil.example:{port}"})
+        assert status == 421 and "127.0.0.1" in page
+        assert fetch(f"{served.url}/try", {"Host": "rebind.evil.example"})[0] == 421
+        # A form from another site is refused; one from this machine is taken.
+        form = b"as=rep1&text=%2Fhelp"
+        other = {"Origin": "http://rebind.evil.example", "Content-Type": "application/x-www-form-urlencoded"}
+        assert fetch(f"{served.url}/try/command", other, form)[0] == 403
+        mine = {**other, "Origin": f"http://localhost:{port}"}
+        assert fetch(f"{served.url}/try/command", mine, form)[0] == 200

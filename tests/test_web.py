@@ -34,7 +34,7 @@ from tests.test_teams import tctx  # noqa: F401  (the fixture)
 from tests.web_world import serving
 
 ROOT = Path(__file__).resolve().parent.parent
-LINK = re.compile(r"(http://127\.0\.0\.1:\d+)/sign-in/([\w-]+)")
+LINK = re.compile(r"(https?://127\.0\.0\.1:\d+)/sign-in/([\w-]+)")
 
 
 async def link_for(world: World, user: str, count: int) -> tuple[str, str]:

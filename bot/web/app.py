@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from yarl import URL
 
 from bot.web.dashboard_page import dashboard_html, table_csv
 from bot.web.html import e, layout, link, message_page
@@ -18,6 +19,7 @@ from handlers.signin import NotSignedIn, Viewer
 
 log = logging.getLogger(__name__)
 COOKIE = "touchline_session"
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # No script runs on these pages; styles and pictures come only from the page itself.
 SECURITY_HEADERS = {
@@ -58,8 +60,12 @@ class WebPage:
         turn any failure into a page that says so (never a stack trace)."""
         if request.path.startswith(("/slack/", "/api/")):
             return await handler(request)
+        if self.local and _hostname(request.host) not in LOOPBACK:
+            # Open to whoever sits at this machine: a page reached under another name is a DNS
+            # rebinding, another site's script reading it through its own domain.
+            return _html(message_page("Wrong address", "Open this page at http://127.0.0.1 only."), 421)
         origin = request.headers.get("Origin")
-        if request.method == "POST" and origin and origin != f"{request.scheme}://{request.host}":
+        if request.method == "POST" and origin is not None and not self._same_site(origin, request):
             return _html(message_page("Refused", "This form was sent from another site."), 403)
         try:
             response = await handler(request)
@@ -84,6 +90,18 @@ class WebPage:
             )
         response.headers.update(SECURITY_HEADERS)
         return response
+
+    def _same_site(self, origin: str, request: web.Request) -> bool:
+        """Whether a form was sent from this page: behind a proxy that is PUBLIC_URL (the proxy's
+        scheme and host, not the ones Touchline sees); locally, this machine at this port."""
+        if self.local:
+            sent = URL(origin) if origin.startswith(("http://", "https://")) else None
+            here = URL(f"{request.scheme}://{request.host}")
+            return sent is not None and sent.host in LOOPBACK and sent.port == here.port
+        if self.ctx.public_url:
+            public = URL(self.ctx.public_url)
+            return origin == str(public.origin())
+        return origin == f"{request.scheme}://{request.host}"
 
     # --- who is looking --------------------------------------------------------------------------
 
@@ -203,3 +221,10 @@ class WebPage:
 
 def _html(text: str, status: int = 200) -> web.Response:
     return web.Response(text=text, status=status, content_type="text/html")
+
+
+def _hostname(host: str | None) -> str:
+    try:
+        return (URL(f"http://{host or ''}").host or "").strip("[]")
+    except ValueError:
+        return ""
