@@ -85,11 +85,29 @@ EMOJI_NAMES = {
     "like": "+1",
 }
 MAX_COMMAND_TEXT = 4000
+BROKEN = (
+    "Part of that text is a broken character (half of an emoji, a lone surrogate), which "
+    "Touchline cannot store or send. Please type it again; nothing was saved."
+)
+
+
+def _broken(value: object) -> bool:
+    """Whether `value` holds a lone surrogate anywhere: a platform's JSON may carry one
+    ("\\ud800"), and no database stores it, nor any chat shows it."""
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, Mapping):
+        return any(_broken(k) or _broken(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_broken(v) for v in value)
+    return False
 
 
 def command(ctx: Context, actor: Actor, name: str, text: str) -> Reply:
     """`/objection too expensive vs Acme` arrives as `command(actor, "objection", "too expensive ...")`."""
     name = name.strip().lstrip("/").lower()
+    if _broken(text):
+        return Reply(text=BROKEN)
     if len(text) > MAX_COMMAND_TEXT:
         return Reply(
             text=f"That is {len(text):,} characters; commands take at most {MAX_COMMAND_TEXT:,}. "
@@ -111,6 +129,8 @@ def command(ctx: Context, actor: Actor, name: str, text: str) -> Reply:
 def action(ctx: Context, actor: Actor, action_id: str, value: str) -> Reply:
     """A button on one of Touchline's cards was pressed."""
     handler = ACTIONS.get(action_id)
+    if _broken(value):
+        return Reply(text=BROKEN)
     if handler is None:
         return Reply(text="That button no longer does anything. /help lists what you can do.")
     return _run(ctx, lambda s: handler(s, ctx, actor, value))
@@ -121,6 +141,8 @@ def submit(ctx: Context, actor: Actor, form_id: str, values: Mapping[str, Any]) 
     handler = FORMS.get(form_id)
     if handler is None:
         return Reply(text="That form has expired. Please start again from the command.")
+    if _broken(values):
+        return Reply(text=BROKEN)
     return _run(ctx, lambda s: handler(s, ctx, actor, values))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -58,6 +58,9 @@ class OrganisationInvalid(Exception):
         self.problems = problems
 
 
+LONGEST = timedelta(days=366)
+
+
 def parse_duration(value: Any) -> timedelta:
     """`"2d"` -> two days; units m, h, d, w."""
     if isinstance(value, timedelta):
@@ -67,9 +70,13 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError(f"{value!r} is not a duration (write a number and a unit: 90m, 36h, 2d, 1w)")
     amount, unit = match.groups()
     try:
-        return timedelta(**{DURATION_UNITS[unit]: int(amount)})
+        found = timedelta(**{DURATION_UNITS[unit]: int(amount)})
     except OverflowError:
-        raise ValueError(f"{value!r} is longer than any duration Touchline can count") from None
+        found = LONGEST + LONGEST
+    if found > LONGEST:
+        # A run open for 999999999d would close past any date a database stores: every run fails.
+        raise ValueError(f"{value!r} is longer than a year, the longest Touchline waits for anything")
+    return found
 
 
 RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|m|h)\s*$")
@@ -351,14 +358,48 @@ def parse_organisation(data: Any) -> Organisation:
         raise OrganisationInvalid(
             [Problem((), "app.yaml must be a mapping with organisation:, people:, audiences:, ...")]
         )
+    broken = list(_broken_text(data, ()))
+    if broken:
+        raise OrganisationInvalid(broken)
     try:
         org = Organisation.model_validate(data)
     except ValidationError as exc:
         raise OrganisationInvalid([_problem(e) for e in exc.errors()]) from None
-    problems = _reference_problems(org)
+    problems = _reference_problems(org) + _shared_ids(org)
     if problems:
         raise OrganisationInvalid(problems)
     return org
+
+
+def _broken_text(value: Any, path: tuple[str | int, ...]) -> Iterator[Problem]:
+    """Text with a lone surrogate (a "\\ud800" escape): no database stores it, no chat shows it."""
+    if isinstance(value, str) and any("\ud800" <= ch <= "\udfff" for ch in value):
+        yield Problem(path, "has a broken character (a lone surrogate such as \\ud800): retype it")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _broken_text(key, path)
+            yield from _broken_text(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _broken_text(item, (*path, i))
+
+
+def _shared_ids(org: Organisation) -> list[Problem]:
+    """Two people with one Slack id, Teams id or e-mail: whoever it is could be either."""
+    problems = []
+    for kind in ("slack", "teams", "email"):
+        seen: dict[str, str] = {}
+        for key, person in org.people.items():
+            value = getattr(person, kind)
+            if value is None:
+                continue
+            found = value.casefold() if kind != "slack" else value
+            if found in seen:
+                problems.append(
+                    Problem(("people", key, kind), f"{value} is {seen[found]}'s {kind} too: one person each")
+                )
+            seen.setdefault(found, key)
+    return problems
 
 
 def _problem(error: Any) -> Problem:

@@ -530,9 +530,10 @@ def test_slack_failing_at_the_moment_of_an_answer_or_a_concern_logs_nobody(
     run(actx, scenario)
 
 
-def test_a_lone_surrogate_in_a_comment_is_dropped_not_a_failure(actx: Context) -> None:
+def test_a_lone_surrogate_in_a_comment_is_refused_with_a_message_not_a_failure(actx: Context) -> None:
     who = directory.identify(actx, "slack", REPS[0])
     admin = directory.identify(actx, "slack", ADMIN)
     assert "open" in inbound.command(actx, admin, "pulse", "run alignment").text
     reply = inbound.submit(actx, who, pulse.FORM_ID, {"run": "1", "why": "3", "nps": "5", "else": "a\ud800b"})
-    assert "Thank you" in reply.text
+    assert "broken character" in reply.text and rows(actx.db, PulseBallot) == []
+    assert "Thank you" in inbound.submit(actx, who, pulse.FORM_ID, {"run": "1", "why": "3", "nps": "5"}).text

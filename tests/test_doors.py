@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import ssl
@@ -25,7 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from handlers.context import Context
+from storage.models import Objection
+from tests.cli import run_cli
 from tests.conftest import ROOT
+from tests.fakes import rows
 from tests.slack_world import World, run
 from tests.test_slack import REP1, sctx  # noqa: F401  (the fixture)
 from tests.test_web import link_for
@@ -77,7 +81,10 @@ def serving(tmp_path: Path, **settings: str) -> Iterator[str]:
             except OSError:
                 time.sleep(0.2)
         else:
-            raise AssertionError("touchline serve did not start")
+            server.terminate()
+            raise AssertionError(
+                f"touchline serve did not start: {server.communicate(timeout=30)[1][-2000:]!r}"
+            )
         yield base
     finally:
         server.terminate()
@@ -215,3 +222,47 @@ def test_locally_the_page_answers_only_under_this_machine_s_own_names(ctx: Conte
         assert fetch(f"{served.url}/try/command", other, form)[0] == 403
         mine = {**other, "Origin": f"http://localhost:{port}"}
         assert fetch(f"{served.url}/try/command", mine, form)[0] == 200
+
+
+# --- what passes `touchline check` must not break start-up or a run ----------------------------
+
+
+def test_touchline_check_refuses_what_would_break_start_up_or_a_run_at_its_line(tmp_path: Path) -> None:
+    shipped = (ROOT / "app.yaml").read_text()
+    twins = "people:\n" + "".join(f"  twin{n}: {{name: Twin {n}, slack: U0TWIN00001}}\n" for n in (1, 2))
+    broken = {
+        "twins": (
+            shipped.replace("people:\n", twins, 1),
+            "people.twin2.slack: U0TWIN00001 is twin1's slack too",
+        ),
+        "forever": (shipped.replace("open_for: 3d", "open_for: 999999999d"), "longer than a year"),
+        "surrogate": (
+            shipped.replace("title: Alignment pulse", 'title: "Align\\ud800ment"'),
+            "surveys.alignment.title: has a broken character",
+        ),
+    }
+    for name, (text, said) in broken.items():
+        (tmp_path / "app.yaml").write_text(text)
+        done = run_cli("check", cwd=tmp_path)
+        assert done.returncode == 2 and said in done.stderr and "app.yaml:" in done.stderr, (
+            name,
+            done.stderr,
+        )
+        assert "Traceback" not in done.stderr
+
+
+def test_a_lone_surrogate_from_a_platform_is_refused_with_a_message_and_nothing_is_stored(
+    sctx: Context,  # noqa: F811
+) -> None:
+    async def scenario(world: World) -> None:
+        await world.command("objection", "", REP1)
+        view = await world.opened(1)
+        # Slack's JSON can carry half of an emoji: "\ud83d" alone.
+        answer = await world.submit(view, REP1, {"text": "too expensive \ud83d vs Acme", "severity": "high"})
+        await world.settled()
+        assert rows(world.ctx.db, Objection) == []
+        said = json.dumps(world.fake.called("chat.postEphemeral") + world.fake.called("response_url"))
+        assert "broken character" in said or "broken character" in json.dumps(answer)
+        assert "went wrong" not in said
+
+    run(sctx, scenario)
