@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from handlers import directory, forms, messages, numbered
@@ -702,17 +702,34 @@ def _not_acknowledged(session: Session, decision_id: int) -> list[str]:
 
 def remind_unacknowledged(ctx: Context) -> int:
     """Queue one reminder per decision, after `strategy.remind_after`, to those who have not
-    acknowledged it; returns how many were queued. Running it again sends nothing new."""
+    acknowledged it; returns how many were queued. Running it again, or twice at once, sends
+    nothing new."""
     now = ctx.now()
     cutoff = now - ctx.org.strategy.remind_after
     queued = 0
     with ctx.db.session() as session:
-        due = session.exec(
-            select(Decision).where(
-                Decision.status == ACTIVE,
-                col(Decision.reminded_at).is_(None),
-                col(Decision.created_at) <= cutoff,
+        # Each decision's reminder is claimed before any is queued, in the same transaction. A
+        # run at the same time waits for this one's row locks (PostgreSQL) or its write lock
+        # (SQLite) and then finds reminded_at set: no reminder goes out twice. The claim asks
+        # only whether one was ever sent, never how long ago, so another process's clock being
+        # seconds off cannot make one due again.
+        claimed = (
+            session.execute(
+                update(Decision)
+                .where(
+                    col(Decision.status) == ACTIVE,
+                    col(Decision.reminded_at).is_(None),
+                    col(Decision.created_at) <= cutoff,
+                )
+                .values(reminded_at=now)
+                .returning(col(Decision.id))
+                .execution_options(synchronize_session=False)
             )
+            .scalars()
+            .all()
+        )
+        due = session.exec(
+            select(Decision).where(col(Decision.id).in_(claimed)).order_by(col(Decision.id))
         ).all()
         for decision in due:
             assert decision.id is not None
@@ -725,8 +742,6 @@ def remind_unacknowledged(ctx: Context) -> int:
             queued += messages.send_to_each(
                 session, waiting, reminder_card(session, decision), subject=_subject(decision), now=now
             )
-            decision.reminded_at = now
-            session.add(decision)
     return queued
 
 

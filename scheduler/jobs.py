@@ -20,7 +20,8 @@ SLOT_ZONE = ZoneInfo("Etc/GMT-14")
 GRACE = timedelta(hours=6)
 
 # APScheduler keeps jobs in the database as "module:function" plus pickled arguments, so a
-# job cannot carry the Context; the runner that leads hands it over here while it runs.
+# job cannot carry the Context; the runner that leads hands it over here while it runs. Each
+# job also takes one directly, so that a test can run the same job in two "processes" at once.
 _running: dict[str, Context] = {}
 
 
@@ -31,16 +32,18 @@ def use(ctx: Context | None) -> None:
         _running["ctx"] = ctx
 
 
-def _ctx() -> Context:
+def _ctx(given: Context | None = None) -> Context:
+    if given is not None:
+        return given
     try:
         return _running["ctx"]
     except KeyError:
         raise RuntimeError("a scheduled job ran outside a running SchedulerRunner") from None
 
 
-def open_pulse(survey_key: str) -> None:
+def open_pulse(survey_key: str, ctx: Context | None = None) -> None:
     """A survey's scheduled time arrived in the first time zone: open its run."""
-    ctx = _ctx()
+    ctx = _ctx(ctx)
     survey = ctx.org.surveys.get(survey_key)
     if survey is None:
         return
@@ -52,36 +55,36 @@ def open_pulse(survey_key: str) -> None:
     log.info("pulse %s for %s: %d invited", survey_key, slot.strftime("%Y-%m-%d %H:%M"), invited)
 
 
-def remind_pulses() -> None:
-    pulse.remind_due(_ctx())
+def remind_pulses(ctx: Context | None = None) -> None:
+    pulse.remind_due(_ctx(ctx))
 
 
-def close_pulses() -> None:
-    pulse.close_due(_ctx())
+def close_pulses(ctx: Context | None = None) -> None:
+    pulse.close_due(_ctx(ctx))
 
 
-def remind_acknowledgements() -> None:
-    strategy.remind_unacknowledged(_ctx())
+def remind_acknowledgements(ctx: Context | None = None) -> None:
+    strategy.remind_unacknowledged(_ctx(ctx))
 
 
-def deliver_concerns() -> None:
+def deliver_concerns(ctx: Context | None = None) -> None:
     """Anonymous concerns whose daily round has come go to their decisions' authors."""
-    strategy.deliver_concerns(_ctx())
+    strategy.deliver_concerns(_ctx(ctx))
 
 
-def close_drafts() -> None:
-    assets.close_due_drafts(_ctx())
+def close_drafts(ctx: Context | None = None) -> None:
+    assets.close_due_drafts(_ctx(ctx))
 
 
-def keep_objections() -> None:
+def keep_objections(ctx: Context | None = None) -> None:
     """Objections older than `objections.keep_for_months` go (nothing, when it is not set)."""
-    gone = privacy.apply_retention(_ctx())
+    gone = privacy.apply_retention(_ctx(ctx))
     if gone:
         log.info("retention: %d objections older than the months app.yaml keeps were deleted", gone)
 
 
-def send_digest() -> None:
-    digest.send_weekly(_ctx())
+def send_digest(ctx: Context | None = None) -> None:
+    digest.send_weekly(_ctx(ctx))
 
 
 def last_occurrence(expression: str, zone: ZoneInfo, now: datetime, *, within: timedelta) -> datetime | None:
