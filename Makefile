@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## run: migrate the database (SQLite file touchline.db unless DATABASE_URL says otherwise) and start Touchline
+## run: migrate the database (SQLite file touchline.db unless DATABASE_URL says otherwise) and start Touchline;
+## `make run TEAMS_EMULATOR=1` also serves /api/messages for the Bot Framework Emulator (this machine only)
 run: $(STAMP)
 	$(BIN)/touchline migrate
 	$(BIN)/touchline serve

@@ -37,7 +37,7 @@ async def main(
     client = AsyncWebClient(token="xoxb-fanout", base_url=slack_api, timeout=10)
     platforms: dict[str, Platform] = {
         "slack": SlackPlatform(client),
-        "teams": TeamsPlatform(TeamsApp(ctx, app_id=None, password=None)),
+        "teams": TeamsPlatform(TeamsApp(ctx, app_id=None, password=None, emulator=True)),
     }
     pacer = Pacer({p: ([tuple(w) for w in c], [tuple(w) for w in a]) for p, (c, a) in limits.items()})  # type: ignore[misc]
     worker = DeliveryWorker(db, platforms, lease=timedelta(seconds=lease), pacer=pacer, concurrency=slots)

@@ -117,8 +117,8 @@ def serve_command(
     ] = False,
 ) -> None:
     """Run Touchline: its server for Slack and Teams when their credentials are set, else the
-    console here, with the web page (try it, the dashboard) and the Teams endpoint for the Bot
-    Framework Emulator beside it."""
+    console here, with the web page (try it, the dashboard) beside it, and the Teams endpoint for
+    the Bot Framework Emulator with TEAMS_EMULATOR=1."""
     settings = settings_or_exit(config)
     env = settings.env
     if env.slack_configured or env.teams_configured or no_console:
@@ -128,7 +128,7 @@ def serve_command(
         f"Touchline for {settings.org.organisation.name}: no chat platform is connected, "
         "so Touchline runs here in the terminal."
     )
-    _console(settings, person, live, emulator=True)
+    _console(settings, person, live, beside=True)
 
 
 EXPORTS = ("objections", "assets", "acknowledgements", "pulse")
@@ -296,7 +296,7 @@ def _serve(settings: Settings) -> None:
                 typer.echo(f"Touchline for {name} serves Slack at {address}/slack/events{mode}.")
             if env.teams_configured:
                 typer.echo(f"Touchline for {name} serves Teams at {address}/api/messages.")
-            else:
+            elif touchline.teams is not None:
                 typer.echo(EMULATOR.format(address=address), err=True)
             typer.echo(web_line(touchline, address))
 
@@ -373,13 +373,17 @@ def audiences_command(config: ConfigOption = None) -> None:
 
 
 EMULATOR = (
-    "⚠ Teams runs in Bot Framework Emulator mode: MICROSOFT_APP_ID is not set, so {address}/api/messages "
-    "takes unauthenticated requests, from this machine only. Point the Emulator there to try Touchline "
-    "as a Teams bot."
+    "⚠ Teams runs in Bot Framework Emulator mode (TEAMS_EMULATOR=1): {address}/api/messages takes "
+    "unauthenticated requests, from this machine only (not through a proxy). Point the Emulator there "
+    "to try Touchline as a Teams bot."
+)
+NO_TEAMS = (
+    "Teams is not served: `make run TEAMS_EMULATOR=1` (or TEAMS_EMULATOR=1 touchline serve) adds the "
+    "endpoint for the Bot Framework Emulator."
 )
 
 
-def _console(settings: Settings, person: str | None, live: bool | None, *, emulator: bool = False) -> None:
+def _console(settings: Settings, person: str | None, live: bool | None, *, beside: bool = False) -> None:
     env = settings.env
     # The terminal is the chat here: only warnings go to it, unless LOG_LEVEL asks for more.
     logs.configure(env.log_level if "log_level" in env.model_fields_set else "WARNING", env.log_format)
@@ -392,9 +396,10 @@ def _console(settings: Settings, person: str | None, live: bool | None, *, emula
     runner = SchedulerRunner(ctx) if live else None
 
     async def main() -> None:
-        # Interactively, the Emulator can talk to the same Touchline while the console runs.
+        # Interactively, the web page (and the Emulator) can talk to the same Touchline while the
+        # console runs.
         stop = asyncio.Event()
-        server = asyncio.create_task(_emulator(ctx, env, stop)) if emulator and live else None
+        server = asyncio.create_task(_beside_console(ctx, env, stop)) if beside and live else None
         try:
             await run_console(ctx, person, stdin=sys.stdin, out=sys.stdout, live=live)
         finally:
@@ -416,13 +421,13 @@ def _console(settings: Settings, person: str | None, live: bool | None, *, emula
         ctx.db.dispose()
 
 
-async def _emulator(ctx: Context, env: Environment, stop: asyncio.Event) -> None:
+async def _beside_console(ctx: Context, env: Environment, stop: asyncio.Event) -> None:
     touchline = Touchline.build(ctx, env)
-    # The console delivers its own channel posts; this one delivers what goes to Teams.
-    touchline.platforms = {"teams": touchline.platforms["teams"]}
+    # The console delivers its own channel posts; this one delivers what goes to Teams, if served.
+    touchline.platforms = {k: v for k, v in touchline.platforms.items() if k == "teams"}
 
     async def ready(address: str) -> None:
-        typer.echo(EMULATOR.format(address=address))
+        typer.echo(EMULATOR.format(address=address) if touchline.teams is not None else NO_TEAMS)
         typer.echo(web_line(touchline, address))
 
     try:

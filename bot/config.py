@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handlers.organisation import (
@@ -41,6 +41,13 @@ class Environment(BaseSettings):
     microsoft_app_id: str | None = None
     microsoft_app_password: SecretStr | None = None
     microsoft_app_tenant_id: str | None = None
+    # TEAMS_EMULATOR=1: /api/messages without authentication, for the Bot Framework Emulator on this
+    # machine; never beside a platform's credentials.
+    teams_emulator: bool = False
+    # Bot Framework service URLs to send to besides Teams' own hosts: comma-separated https prefixes.
+    teams_service_urls: str | None = None
+    # Where the signing keys of Bot Framework tokens are published; Microsoft's unless set (tests).
+    microsoft_openid_metadata_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     # Seals pulse ballots and anonymous concerns; the same on every replica, kept while a run is open.
     touchline_secret_key: SecretStr | None = Field(default=None, min_length=32)
     host: str = "127.0.0.1"
@@ -53,6 +60,12 @@ class Environment(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Slow or too many clients: seconds for a request's headers, for its body, between requests on
+    # a kept-alive connection (past a proxy's 60 s, so the proxy is the one that closes); connections.
+    header_timeout: float = Field(default=10.0, gt=0, le=600)
+    body_timeout: float = Field(default=10.0, gt=0, le=600)
+    idle_timeout: float = Field(default=75.0, gt=0, le=3600)
+    max_connections: int = Field(default=256, ge=1, le=100_000)
 
     @property
     def slack_configured(self) -> bool:
@@ -61,6 +74,33 @@ class Environment(BaseSettings):
     @property
     def teams_configured(self) -> bool:
         return bool(self.microsoft_app_id) and self.microsoft_app_password is not None
+
+    @field_validator("teams_service_urls")
+    @classmethod
+    def _service_urls(cls, value: str | None) -> str | None:
+        from bot.teams.service_urls import parse_allowed
+
+        parse_allowed(value)  # a ValueError names the entry
+        return value
+
+    @model_validator(mode="after")
+    def _emulator_alone(self) -> Environment:
+        if self.teams_emulator:
+            given = {
+                "SLACK_BOT_TOKEN": self.slack_bot_token is not None,
+                "SLACK_SIGNING_SECRET": self.slack_signing_secret is not None,
+                "SLACK_APP_TOKEN": self.slack_app_token is not None,
+                "MICROSOFT_APP_ID": bool(self.microsoft_app_id),  # the Emulator's samples leave it ""
+                "MICROSOFT_APP_PASSWORD": self.microsoft_app_password is not None,
+            }
+            credentials = [name for name, present in given.items() if present]
+            if credentials:
+                raise ValueError(
+                    "TEAMS_EMULATOR=1 serves /api/messages without authentication, so it never runs "
+                    f"beside a platform's credentials, and {', '.join(credentials)} "
+                    f"{'is' if len(credentials) == 1 else 'are'} set: unset TEAMS_EMULATOR, or those"
+                )
+        return self
 
 
 @dataclass(frozen=True)
@@ -76,9 +116,10 @@ def load_environment() -> Environment:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            variable = str(error["loc"][0]).upper() if error["loc"] else "environment"
+            variable = str(error["loc"][0]).upper() if error["loc"] else None
             # Never echo the value: it may be a secret pasted into the wrong variable.
-            lines.append(f"{variable}: {error['msg']}")
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{variable}: {message}" if variable else message)
         raise ConfigError("The environment is not valid:\n  " + "\n  ".join(lines)) from None
 
 
@@ -254,9 +295,15 @@ def summary(settings: Settings) -> str:
         lines.append(
             f"  platforms: Teams (app {env.microsoft_app_id}, http://{env.host}:{env.port}/api/messages)"
         )
+    elif env.teams_emulator:
+        lines.append(
+            "  platforms: Teams in Bot Framework Emulator mode (TEAMS_EMULATOR=1: unauthenticated, "
+            f"http://127.0.0.1:{env.port}/api/messages, for this machine only)"
+        )
     else:
         lines.append(
-            "  platforms: Teams in Bot Framework Emulator mode (set MICROSOFT_APP_ID and _PASSWORD for Teams)"
+            "  platforms: Teams not served (set MICROSOFT_APP_ID and _PASSWORD for Teams, or "
+            "TEAMS_EMULATOR=1 to try it in the Bot Framework Emulator)"
         )
     slack_targets = any(t.startswith("slack:") for a in org.audiences.values() for t in a.targets)
     if slack_targets and not env.slack_configured:

@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import func, text
 from sqlmodel import col, select
 
+from bot import door
 from bot.config import Environment
 from bot.console.platform import ConsolePlatform
 from bot.delivery import DeliveryWorker
@@ -65,17 +66,23 @@ class Touchline:
             )
             touchline.slack = SlackApp(ctx, client, env.slack_signing_secret.get_secret_value())
             touchline.platforms["slack"] = SlackPlatform(client)
-        # Teams is always served: authenticated with an app id, else in the Emulator's mode.
-        touchline.teams = TeamsApp(
-            ctx,
-            app_id=env.microsoft_app_id,
-            password=env.microsoft_app_password.get_secret_value() if env.microsoft_app_password else None,
-            tenant_id=env.microsoft_app_tenant_id,
-        )
-        touchline.platforms["teams"] = TeamsPlatform(touchline.teams)
+        # Teams is served with its credentials, or in the Emulator's mode when asked for
+        # (TEAMS_EMULATOR=1, which the environment refuses beside any credentials); else not at all.
+        if env.teams_configured or env.teams_emulator:
+            password = env.microsoft_app_password
+            touchline.teams = TeamsApp(
+                ctx,
+                app_id=env.microsoft_app_id if env.teams_configured else None,
+                password=password.get_secret_value() if password is not None else None,
+                tenant_id=env.microsoft_app_tenant_id,
+                emulator=not env.teams_configured,
+                service_urls=env.teams_service_urls,
+                openid_metadata_url=env.microsoft_openid_metadata_url,
+            )
+            touchline.platforms["teams"] = TeamsPlatform(touchline.teams)
         # No chat platform connected: Touchline listens on this machine only, so the web page is open
         # to whoever sits here, and `/try` plays in the local workspace.
-        local = touchline.slack is None and touchline.teams.emulator
+        local = touchline.local
         touchline.page = WebPage(ctx, local=local)
         if local:
             # The local workspace (the console's channels) is what the web page's `/try` plays in.
@@ -99,15 +106,20 @@ class Touchline:
         )
 
     @property
+    def local(self) -> bool:
+        """No chat platform connected with its credentials (at most Teams in Emulator mode)."""
+        return self.slack is None and (self.teams is None or self.teams.emulator)
+
+    @property
     def host(self) -> str:
-        """Where to listen: with Teams unauthenticated (no app id) and no Slack to serve, this
-        machine only, whatever HOST says."""
-        if self.teams is not None and self.teams.emulator and self.slack is None:
+        """Where to listen: with no platform's credentials (the console, the Emulator's mode),
+        this machine only, whatever HOST says."""
+        if self.local:
             return "127.0.0.1"
         return self.env.host
 
     def web_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[door.keep])
         app.router.add_get("/healthz", self.healthz)
         if self.env.metrics_port is None:
             app.router.add_get("/metrics", self.metrics_page)
@@ -117,6 +129,8 @@ class Touchline:
             app.router.add_post("/slack/events", self._timed("slack", self.slack.handle))
         if self.teams is not None:
             app.router.add_post("/api/messages", self._timed("teams", self.teams.handle))
+        # Innermost, under the web page's own: each route is handed a body already read, in time.
+        app.middlewares.append(door.read_within(self.env.body_timeout))
         return app
 
     def _timed(self, platform: str, route: Route) -> Route:
@@ -178,17 +192,24 @@ class Touchline:
         # sends under way at once (asyncio's default is a handful on a small machine).
         threads = ThreadPoolExecutor(max_workers=self.ctx.org.delivery.concurrency + 8)
         asyncio.get_running_loop().set_default_executor(threads)
-        runner = web.AppRunner(self.web_app(), access_log=None)
+        runner = web.AppRunner(
+            self.web_app(),
+            access_log=None,
+            keepalive_timeout=self.env.idle_timeout,
+            lingering_time=self.env.body_timeout,  # reading what is left of a body refused unread
+        )
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.env.port)
+        assert runner.server is not None
+        limits = door.Limits(self.env.header_timeout, self.env.body_timeout, self.env.max_connections)
         try:
-            await site.start()
+            # aiohttp's server behind a door that times slow clients and counts connections
+            listening = await asyncio.get_running_loop().create_server(
+                door.Door(runner.server, limits), self.host, self.env.port
+            )
         except OSError:
             await runner.cleanup()
             raise
-        port = (
-            runner.addresses[0][1] if runner.addresses else self.env.port
-        )  # PORT=0: the one the system chose
+        port = listening.sockets[0].getsockname()[1]  # PORT=0: the one the system chose
         address = f"http://{self.host}:{port}"
         metrics_runner = await self._serve_metrics_apart()
         if on_ready is not None:
@@ -220,6 +241,7 @@ class Touchline:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            listening.close()
             await runner.cleanup()
             if metrics_runner is not None:
                 await metrics_runner.cleanup()

@@ -10,7 +10,7 @@ import itertools
 import json
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -57,10 +57,14 @@ class Sent:
 @dataclass
 class FakeConnector:
     """Answers like the Bot Connector. `errors` queues HTTP statuses for the next sends to a
-    conversation (or "*" for any); `rosters` lists each team's members."""
+    conversation (or "*" for any); `redirects` answers a conversation's sends with a 307 to
+    another URL (what Touchline must not follow); `rosters` lists each team's members; `heard`
+    is every request that reached it, whatever its route."""
 
     sent: list[Sent] = field(default_factory=list)
     errors: dict[str, list[int]] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)
+    heard: list[str] = field(default_factory=list)
     rosters: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)
     base_url: str = ""
@@ -69,7 +73,14 @@ class FakeConnector:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1_700_000_000_001))
 
     def app(self) -> web.Application:
-        app = web.Application()
+        @web.middleware
+        async def hear(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            self.heard.append(f"{request.method} {request.path}")
+            return await handler(request)
+
+        app = web.Application(middlewares=[hear])
         app.router.add_post("/v3/conversations", self.create)
         app.router.add_post("/v3/conversations/{conversation}/activities", self.post)
         app.router.add_post("/v3/conversations/{conversation}/activities/{reply_to}", self.post)
@@ -121,6 +132,8 @@ class FakeConnector:
     async def _receive(self, request: web.Request, method: str, activity_id: str) -> web.StreamResponse:
         """A message sent or updated: refused as queued or past the limits, else checked and kept."""
         conversation = urllib.parse.unquote(request.match_info["conversation"])
+        if conversation in self.redirects:
+            return web.Response(status=307, headers={"Location": self.redirects[conversation]})
         if refusal := self._refusal(conversation):
             return refusal
         if self.gate is not None and (gated := await self.gate.check(request, conversation)):
@@ -238,3 +251,104 @@ def installed(fake: FakeConnector, by: User, *, team: str) -> dict[str, Any]:
         **{"from": {"id": by.member_id, "aadObjectId": by.aad, "name": by.name}},
     )
     return body
+
+
+# --- Microsoft's signing keys ---------------------------------------------------------------------
+
+
+@dataclass
+class KeyHost:
+    """Microsoft's OpenID metadata and the Bot Framework's signing keys, served locally: a
+    Touchline told `MICROSOFT_OPENID_METADATA_URL=metadata_url` takes the tokens `token` signs
+    as Teams' own (issuer https://api.botframework.com, the key endorsed for msteams)."""
+
+    base_url: str = ""
+    key_id: str = "bf-test-key-1"
+    key: Any = None
+
+    @property
+    def metadata_url(self) -> str:
+        return f"{self.base_url}v1/.well-known/openidconfiguration"
+
+    def app(self) -> web.Application:
+        from jwt.algorithms import RSAAlgorithm
+
+        async def metadata(request: web.Request) -> web.Response:
+            return web.json_response(
+                {"issuer": "https://api.botframework.com", "jwks_uri": f"{self.base_url}v1/keys"}
+            )
+
+        async def keys(request: web.Request) -> web.Response:
+            jwk = json.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
+            return web.json_response({"keys": [{**jwk, "kid": self.key_id, "endorsements": ["msteams"]}]})
+
+        app = web.Application()
+        app.router.add_get("/v1/.well-known/openidconfiguration", metadata)
+        app.router.add_get("/v1/keys", keys)
+        return app
+
+    def token(self, *, app_id: str, service_url: str, key: Any = None, **claims: Any) -> str:
+        """What the Bot Framework sends as `Authorization: Bearer …` with an activity."""
+        import jwt
+
+        now = int(time.time())
+        payload = {
+            "iss": "https://api.botframework.com",
+            "aud": app_id,
+            "serviceurl": service_url,
+            "nbf": now - 60,
+            "exp": now + 600,
+            **claims,
+        }
+        return jwt.encode(payload, key or self.key, algorithm="RS256", headers={"kid": self.key_id})
+
+
+def signing_key() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@asynccontextmanager
+async def key_host() -> AsyncIterator[KeyHost]:
+    host = KeyHost(key=signing_key())
+    server = TestServer(host.app(), host="127.0.0.1", port=0)
+    await server.start_server(access_log=None)
+    host.base_url = f"http://127.0.0.1:{server.port}/"
+    try:
+        yield host
+    finally:
+        await server.close()
+
+
+@dataclass
+class Unanswering:
+    """A host that accepts connections and never answers them: Microsoft's key host, stuck."""
+
+    url: str = ""
+    connections: int = 0
+
+
+@asynccontextmanager
+async def unanswering_host() -> AsyncIterator[Unanswering]:
+    host = Unanswering()
+    release = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host.connections += 1
+        writers.append(writer)
+        await release.wait()  # until the test is over: then the connection is closed, unanswered
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    host.url = f"http://127.0.0.1:{port}/v1/.well-known/openidconfiguration"
+    try:
+        yield host
+    finally:
+        release.set()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), timeout=5)

@@ -100,8 +100,13 @@ class TeamsWorld:
 
 @asynccontextmanager
 async def teams_world(ctx: Context, env: Environment | None = None) -> AsyncIterator[TeamsWorld]:
+    """Touchline on Teams: in the Emulator's mode (asked for, as TEAMS_EMULATOR=1 does) unless `env`
+    says otherwise; with an app id, the fake Connector is allowed through TEAMS_SERVICE_URLS."""
     async with teams_fake.fake_connector() as fake:
-        touchline = Touchline.build(ctx, env or Environment())
+        env = env or Environment(teams_emulator=True)
+        if env.teams_configured and env.teams_service_urls is None:
+            env = env.model_copy(update={"teams_service_urls": fake.base_url})
+        touchline = Touchline.build(ctx, env)
         server = TestServer(touchline.web_app(), host="127.0.0.1", port=0)
         await server.start_server()
         try:

@@ -247,6 +247,8 @@ audiences:
     ctx = Context(db=db, org=parse_organisation_text(org), clock=clock)
     setup.apply(ctx)
 
+    # Two Touchlines on one database, as two replicas would be: the Emulator's mode (TEAMS_EMULATOR)
+    # never runs beside Slack's credentials, and Teams with credentials would need Microsoft's login.
     async def main() -> None:
         async with slack_fake.fake_slack() as slack, fake_connector() as teams_connector:
             env = Environment(
@@ -255,18 +257,28 @@ audiences:
                 slack_api_url=slack.base_url,
             )
             touchline = Touchline.build(ctx, env)
+            on_teams_side = Touchline.build(ctx, Environment(teams_emulator=True))
             server = TestServer(touchline.web_app(), host="127.0.0.1", port=0)
+            teams_server = TestServer(on_teams_side.web_app(), host="127.0.0.1", port=0)
             await server.start_server()
+            await teams_server.start_server()
             base = f"http://127.0.0.1:{server.port}"
             try:
                 async with ClientSession() as http:
                     on_slack = World(ctx, touchline, slack, f"{base}/slack/events", http)
-                    on_teams = TeamsWorld(ctx, touchline, teams_connector, f"{base}/api/messages", http)
+                    on_teams = TeamsWorld(
+                        ctx,
+                        on_teams_side,
+                        teams_connector,
+                        f"http://127.0.0.1:{teams_server.port}/api/messages",
+                        http,
+                    )
                     await on_teams.install(REP2, TEAM, [REP2])
                     await on_slack.command("strategy", "", "U0LEAD00001")
                     view = await on_slack.opened(1)
                     await on_slack.submit(view, "U0LEAD00001", {**DECISION, "audiences": ["emea"]})
                     await on_slack.deliver()
+                    await on_teams.deliver()
                     [slack_post] = slack.called("chat.postMessage")
                     teams_post = on_teams.latest(TEAM)
                     assert slack_post["channel"] == slack_channel
@@ -277,11 +289,13 @@ audiences:
                     await on_slack.settled()
                     await on_teams.press(REP2, teams_post, 1)
                     await on_slack.deliver()
+                    await on_teams.deliver()
                     assert "acknowledged by 2 of 2" in json.dumps(slack.called("chat.update")[-1]["blocks"])
                     assert "acknowledged by 2 of 2" in json.dumps(teams_connector.to(TEAM, "PUT")[-1].cards())
             finally:
                 await touchline.close()
                 await server.close()
+                await teams_server.close()
             assert slack.invalid == [] and teams_connector.invalid == []
 
     asyncio.run(main())

@@ -16,11 +16,23 @@ from aiohttp import web
 from botbuilder.core import TurnContext
 from botbuilder.core.teams import TeamsInfo
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
-from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationParameters
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    CallerIdConstants,
+    ChannelAccount,
+    ConversationParameters,
+)
 from botframework.connector.aio import ConnectorClient
-from botframework.connector.auth import ClaimsIdentity, ConnectorFactory
+from botframework.connector.auth import (
+    AuthenticateRequestResult,
+    AuthenticationConstants,
+    ClaimsIdentity,
+    ConnectorFactory,
+)
 
-from bot.teams import cards
+from bot.teams import cards, keys
+from bot.teams.service_urls import ServiceUrls, on_this_machine, parse_allowed
 from handlers import conversations, directory, inbound
 from handlers.context import Actor, Context, PostRef
 from handlers.ui import Card, Reply
@@ -48,19 +60,47 @@ class TeamsApp:
     """The Bot Framework side of Touchline: the CloudAdapter, the bot, and the route."""
 
     def __init__(
-        self, ctx: Context, *, app_id: str | None, password: str | None, tenant_id: str | None = None
+        self,
+        ctx: Context,
+        *,
+        app_id: str | None,
+        password: str | None,
+        tenant_id: str | None = None,
+        emulator: bool = False,
+        service_urls: str | None = None,
+        openid_metadata_url: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.app_id = app_id or ""
-        # No app id: the Bot Framework Emulator's mode, in which requests are not authenticated.
-        self.emulator = not app_id
+        # The Bot Framework Emulator's mode, in which requests are not authenticated: only when
+        # asked for (TEAMS_EMULATOR=1), never with an app id.
+        if emulator == bool(app_id):
+            raise ValueError("Teams needs an app id, or the Emulator mode without one")
+        self.emulator = emulator
+        self.service_urls = ServiceUrls(parse_allowed(service_urls), emulator=emulator)
+        # Microsoft's public cloud, spelled out so that where the signing keys come from can be
+        # set (MICROSOFT_OPENID_METADATA_URL, for tests); these are the SDK's own defaults.
         settings = SimpleNamespace(
             APP_ID=self.app_id,
             APP_PASSWORD=password or "",
             APP_TYPE="SingleTenant" if tenant_id else "MultiTenant",
             APP_TENANTID=tenant_id or "",
+            TO_CHANNEL_FROM_BOT_LOGIN_URL=AuthenticationConstants.TO_CHANNEL_FROM_BOT_LOGIN_URL_PREFIX,
+            TO_CHANNEL_FROM_BOT_OAUTH_SCOPE=AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE,
+            TO_BOT_FROM_CHANNEL_TOKEN_ISSUER=AuthenticationConstants.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER,
+            OAUTH_URL=AuthenticationConstants.OAUTH_URL,
+            TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=openid_metadata_url
+            or AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL,
+            TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL=openid_metadata_url
+            or AuthenticationConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL,
+            CALLER_ID=CallerIdConstants.public_azure_channel,
         )
-        self.adapter = CloudAdapter(_Authentication(settings))
+        for url in {
+            settings.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL,
+            settings.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL,
+        }:
+            keys.install(url)
+        self.adapter = CloudAdapter(_Authentication(settings, self.service_urls, emulator=emulator))
         self.adapter.on_turn_error = self._turn_failed
 
     # --- the route ----------------------------------------------------------------------------
@@ -68,11 +108,11 @@ class TeamsApp:
     async def handle(self, request: web.Request) -> web.Response:
         """`POST /api/messages`: authenticated by the adapter unless in Emulator mode, which
         answers this machine only."""
-        if self.emulator and (not _loopback(request.remote) or _proxied(request)):
+        if self.emulator and not _from_this_machine(request):
             return web.json_response(
                 {
-                    "error": "Touchline's Teams endpoint runs without authentication (no MICROSOFT_APP_ID) "
-                    "and answers this machine only"
+                    "error": "Touchline's Teams endpoint runs in Emulator mode, without authentication, "
+                    "and answers this machine only (not through a proxy)"
                 },
                 status=403,
             )
@@ -84,6 +124,15 @@ class TeamsApp:
             return web.json_response({"error": "the body is not JSON"}, status=400)
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):
             return web.json_response({"error": "expected a Bot Framework activity"}, status=400)
+        if not self.service_urls.allows(body.get("serviceUrl")):
+            # Every answer to this activity would go there: refused before anything is sent.
+            log.warning(
+                "refused an activity: serviceUrl %.200r is not a Bot Framework service URL",
+                body.get("serviceUrl"),
+            )
+            return web.json_response(
+                {"error": "serviceUrl is not a Bot Framework service URL Touchline sends to"}, status=403
+            )
         if self.emulator and (problem := _malformed(body)):
             # Unauthenticated, anything may arrive; the Bot Framework sends no such activity (and
             # with an app id, only what it signed gets through), and the turn would trip over it.
@@ -91,6 +140,12 @@ class TeamsApp:
             return web.json_response({"error": f"not a Bot Framework activity: {problem}"}, status=400)
         try:
             response = await self.adapter.process(request, self)
+        except keys.KeysUnavailable:
+            return web.json_response(
+                {"error": "the Bot Framework's signing keys could not be fetched in time; try again"},
+                status=503,
+                headers={"Retry-After": "5"},
+            )
         except (PermissionError, jwt.PyJWTError):
             return web.json_response({"error": "not authenticated by the Bot Framework"}, status=401)
         except web.HTTPException as refusal:
@@ -292,7 +347,7 @@ class TeamsApp:
         if entry is None:
             raise LookupError("no 1:1 chat with this person, and they are in no team Touchline is in")
         member_id, team = entry
-        reference = team.reference
+        reference = self._checked(team.reference)
         tenant = ((reference.get("conversation") or {}).get("tenantId")) or ""
         parameters = ConversationParameters(
             is_group=False,
@@ -330,6 +385,7 @@ class TeamsApp:
 
     async def send_to(self, reference: dict[str, Any], activity: Activity) -> str:
         """Post into a known conversation, unasked (proactively); returns the message id."""
+        self._checked(reference)
         sent: dict[str, Any] = {}
 
         async def post(turn: TurnContext) -> None:
@@ -344,6 +400,7 @@ class TeamsApp:
         return str(sent.get("id") or "")
 
     async def update_in(self, reference: dict[str, Any], message_id: str, activity: Activity) -> None:
+        self._checked(reference)
         done: dict[str, Any] = {}
 
         async def replace(turn: TurnContext) -> None:
@@ -356,6 +413,13 @@ class TeamsApp:
         await self.adapter.continue_conversation(_reference(reference), replace, self.app_id)
         if "error" in done:
             raise done["error"]
+
+    def _checked(self, reference: dict[str, Any]) -> dict[str, Any]:
+        """A stored conversation reference, if its serviceUrl is one Touchline sends to (it may
+        have been stored before that was checked, or under another configuration)."""
+        if not self.service_urls.allows(reference.get("serviceUrl")):
+            raise ServiceUrlRefused("the conversation's serviceUrl is not a Bot Framework service URL")
+        return reference
 
     async def _close_form(self, turn: TurnContext, text: str) -> None:
         """The submitted (or cancelled) form card becomes a line, so it cannot be sent twice."""
@@ -389,30 +453,66 @@ async def _post_new(turn: TurnContext, activity: Activity) -> str:
     return str(response.id)
 
 
-class _Authentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[misc]
-    """The SDK's authentication, with connector clients kept per service URL: it would build
-    a new client (and its retry policy) for every message sent, most of the cost of a send."""
+class ServiceUrlRefused(ValueError):
+    """Touchline does not send there: not a Bot Framework service URL it knows or was told of."""
 
-    def __init__(self, settings: Any) -> None:
+
+class _Authentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[misc]
+    """The SDK's authentication, within a deadline (it fetches the signing keys on the way, see
+    bot/teams/keys.py), and with connector clients kept per service URL: it would build a new
+    client (and its retry policy) for every message sent, most of the cost of a send."""
+
+    def __init__(self, settings: Any, service_urls: ServiceUrls, *, emulator: bool) -> None:
         super().__init__(settings)
+        self.service_urls = service_urls
+        self.emulator = emulator
         self._factories: dict[frozenset[tuple[str, str]], _KeptConnectors] = {}
+
+    async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
+        # The Emulator's mode authenticates nothing, so a token sent to it is not even read;
+        # the SDK takes "" (no header) for a token to check.
+        header = None if self.emulator or not auth_header else auth_header
+        try:
+            result = await asyncio.wait_for(
+                super().authenticate_request(activity, header), timeout=keys.TIMEOUT + 1
+            )
+        except (keys.KeysUnavailable, PermissionError):
+            raise
+        except TimeoutError:
+            raise keys.KeysUnavailable("timed out") from None
+        except Exception as error:
+            # A token the SDK trips over (no key of that id, a claim of the wrong type) is no token.
+            raise PermissionError(type(error).__name__) from None
+        # The turn's replies go through the same kept, checked connector clients.
+        result.connector_factory = self.create_connector_factory(result.claims_identity)
+        return result
 
     def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
         key = frozenset((str(k), str(v)) for k, v in (claims_identity.claims or {}).items())
         if key not in self._factories:
-            self._factories[key] = _KeptConnectors(super().create_connector_factory(claims_identity))
+            self._factories[key] = _KeptConnectors(
+                super().create_connector_factory(claims_identity), self.service_urls
+            )
         return self._factories[key]
 
 
 class _KeptConnectors(ConnectorFactory):  # type: ignore[misc]
-    def __init__(self, inner: ConnectorFactory) -> None:
+    def __init__(self, inner: ConnectorFactory, service_urls: ServiceUrls) -> None:
         self.inner = inner
+        self.service_urls = service_urls
         self.clients: dict[tuple[str, str | None], ConnectorClient] = {}
 
     async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
+        # Every connector client is made here: nothing is sent to a service URL not allowed.
+        if not self.service_urls.allows(service_url):
+            raise ServiceUrlRefused("not a Bot Framework service URL Touchline sends to")
         key = (service_url, audience)
         if key not in self.clients:
-            self.clients[key] = await self.inner.create(service_url, audience)
+            client = await self.inner.create(service_url, audience)
+            # msrest's requests follow redirects (30 of them) by default: a Connector that
+            # answered 3xx would send the message, and the bot's token, somewhere else.
+            client.config.redirect_policy.allow = False
+            self.clients[key] = client
         return self.clients[key]
 
 
@@ -512,9 +612,44 @@ def _malformed(body: dict[str, Any]) -> str | None:
     return None
 
 
+# What proxies add to say whom they relay for (RFC 7239, the X-Forwarded-* family, nginx's, CDNs').
+PROXY_HEADERS = (
+    "Forwarded",
+    "Via",
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Port",
+    "X-Forwarded-Server",
+    "X-Original-Forwarded-For",
+    "X-Real-IP",
+    "X-Client-IP",
+    "Client-IP",
+    "True-Client-IP",
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Cluster-Client-IP",
+)
+
+
 def _proxied(request: web.Request) -> bool:
     """Came through a proxy: then a loopback peer says nothing of where the request started."""
-    return any(h in request.headers for h in ("Forwarded", "X-Forwarded-For", "X-Real-IP"))
+    return any(h in request.headers for h in PROXY_HEADERS)
+
+
+def _from_this_machine(request: web.Request) -> bool:
+    """A loopback peer, no proxy's headers, addressed to this machine by name (a web page whose
+    name was made to resolve to 127.0.0.1 says its own), and not in HTTP/1.0, which is what
+    nginx's plain `proxy_pass` speaks (and adds no header)."""
+    host = (
+        request.host.rsplit(":", 1)[0] if not request.host.startswith("[") else request.host[1:].split("]")[0]
+    )
+    return (
+        _loopback(request.remote)
+        and not _proxied(request)
+        and on_this_machine(host.lower())
+        and request.version >= (1, 1)
+    )
 
 
 def _loopback(remote: str | None) -> bool:

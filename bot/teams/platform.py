@@ -11,7 +11,7 @@ from botbuilder.schema import ErrorResponseException
 from msrest.exceptions import ClientRequestError
 
 from bot.platform import DeliveryError
-from bot.teams.app import TeamsApp, card_activity
+from bot.teams.app import ServiceUrlRefused, TeamsApp, card_activity
 from handlers import conversations
 from handlers.ui import Card
 
@@ -70,6 +70,12 @@ class TeamsPlatform:
             result = await sending  # type: ignore[misc]
         except ErrorResponseException as error:
             raise _explain(error, where) from None
+        except ServiceUrlRefused:
+            raise DeliveryError(
+                f"{where}: the conversation's serviceUrl is not a Bot Framework service URL Touchline "
+                "sends to — add the app to it again (or list the URL in TEAMS_SERVICE_URLS)",
+                permanent=True,
+            ) from None
         except (TimeoutError, ClientError, OSError, ClientRequestError) as error:
             raise DeliveryError(f"Teams could not be reached ({type(error).__name__})") from None
         return str(result or "")
