@@ -192,26 +192,10 @@ class Touchline:
         # sends under way at once (asyncio's default is a handful on a small machine).
         threads = ThreadPoolExecutor(max_workers=self.ctx.org.delivery.concurrency + 8)
         asyncio.get_running_loop().set_default_executor(threads)
-        runner = web.AppRunner(
-            self.web_app(),
-            access_log=None,
-            keepalive_timeout=self.env.idle_timeout,
-            lingering_time=self.env.body_timeout,  # reading what is left of a body refused unread
-        )
-        await runner.setup()
-        assert runner.server is not None
-        limits = door.Limits(self.env.header_timeout, self.env.body_timeout, self.env.max_connections)
-        try:
-            # aiohttp's server behind a door that times slow clients and counts connections
-            listening = await asyncio.get_running_loop().create_server(
-                door.Door(runner.server, limits), self.host, self.env.port
-            )
-        except OSError:
-            await runner.cleanup()
-            raise
+        runner, listening = await self._listen(self.web_app(), self.host, self.env.port)
         port = listening.sockets[0].getsockname()[1]  # PORT=0: the one the system chose
         address = f"http://{self.host}:{port}"
-        metrics_runner = await self._serve_metrics_apart()
+        apart = await self._serve_metrics_apart()
         if on_ready is not None:
             await on_ready(address)
         if self.slack is not None:
@@ -241,25 +225,45 @@ class Touchline:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            listening.close()
-            await runner.cleanup()
-            if metrics_runner is not None:
-                await metrics_runner.cleanup()
+            for site, its_runner in [(listening, runner), *([apart] if apart else [])]:
+                site.close()
+                await its_runner.cleanup()
             await self.close()
 
-    async def _serve_metrics_apart(self) -> web.AppRunner | None:
-        """With METRICS_PORT, `/metrics` listens there (METRICS_HOST, this machine by default)
-        and not on the public port."""
+    async def _listen(
+        self, app: web.Application, host: str, port: int
+    ) -> tuple[web.AppRunner, asyncio.Server]:
+        """`app` served at host:port behind a door that times slow clients and counts connections."""
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            keepalive_timeout=self.env.idle_timeout,
+            lingering_time=self.env.body_timeout,  # reading what is left of a body refused unread
+        )
+        await runner.setup()
+        assert runner.server is not None
+        limits = door.Limits(self.env.header_timeout, self.env.body_timeout, self.env.max_connections)
+        try:
+            listening = await asyncio.get_running_loop().create_server(
+                door.Door(runner.server, limits), host, port
+            )
+        except OSError:
+            await runner.cleanup()
+            raise
+        return runner, listening
+
+    async def _serve_metrics_apart(self) -> tuple[asyncio.Server, web.AppRunner] | None:
+        """With METRICS_PORT, `/metrics` listens there (METRICS_HOST, this machine by default),
+        behind the same door, and not on the public port."""
         if self.env.metrics_port is None:
             return None
-        app = web.Application()
+        app = web.Application(middlewares=[door.keep, door.read_within(self.env.body_timeout)])
         app.router.add_get("/metrics", self.metrics_page)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, self.env.metrics_host, self.env.metrics_port).start()
-        chosen = runner.addresses[0][1] if runner.addresses else self.env.metrics_port
-        log.info("metrics at http://%s:%s/metrics", self.env.metrics_host, chosen)
-        return runner
+        runner, listening = await self._listen(app, self.env.metrics_host, self.env.metrics_port)
+        log.info(
+            "metrics at http://%s:%s/metrics", self.env.metrics_host, listening.sockets[0].getsockname()[1]
+        )
+        return listening, runner
 
     async def close(self) -> None:
         """Let go of the platforms' connections."""
