@@ -15,6 +15,9 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TOUCHLINE_CONFIG")}
     environment["PYTHONPATH"] = str(ROOT)
+    # A key of its own, so that a run against PostgreSQL (no SQLite file to keep one beside)
+    # writes no touchline.key into the working folder, the repository.
+    environment.setdefault("TOUCHLINE_SECRET_KEY", "touchline-tests-only-key-" + "0" * 16)
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         capture_output=True,
