@@ -147,9 +147,8 @@ def visible_name(raw: str | None) -> str | None:
 def _normalise_text(raw: str) -> str:
     # Unify line endings and drop control and format characters (zero-width spaces,
     # direction overrides) other than line breaks, tabs and the joiner inside emoji: they
-    # are invisible in chat, can disguise text, and would let "nothing" pass as something. A
-    # lone surrogate (Cs) is no character at all: nothing can store or send it.
+    # are invisible in chat, can disguise text, and would let "nothing" pass as something. (A
+    # lone surrogate never gets here: inbound refuses it with a message.)
     raw = raw.replace("\r\n", "\n").replace("\r", "\n")
-    dropped = ("Cc", "Cf", "Cs")
-    kept = "".join(ch for ch in raw if ch in "\n\t\u200d" or unicodedata.category(ch) not in dropped)
+    kept = "".join(ch for ch in raw if ch in "\n\t\u200d" or unicodedata.category(ch) not in ("Cc", "Cf"))
     return "\n".join(line.rstrip() for line in kept.split("\n")).strip()

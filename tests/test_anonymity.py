@@ -27,7 +27,7 @@ from handlers import dashboard, directory, inbound, pulse, setup, strategy
 from handlers.context import Context
 from handlers.signin import Viewer
 from storage.database import Database
-from storage.models import Outbox, PulseAnswer, PulseBallot, Question, SealedConcern, metadata
+from storage.models import Outbox, PulseAnswer, PulseBallot, PulseRun, Question, SealedConcern, metadata
 from tests import slack_fake
 from tests.fakes import Clock, configured_logging, rows
 from tests.slack_world import World, run
@@ -537,3 +537,21 @@ def test_a_lone_surrogate_in_a_comment_is_refused_with_a_message_not_a_failure(a
     reply = inbound.submit(actx, who, pulse.FORM_ID, {"run": "1", "why": "3", "nps": "5", "else": "a\ud800b"})
     assert "broken character" in reply.text and rows(actx.db, PulseBallot) == []
     assert "Thank you" in inbound.submit(actx, who, pulse.FORM_ID, {"run": "1", "why": "3", "nps": "5"}).text
+
+
+def test_ballots_sealed_under_a_key_since_changed_are_counted_as_answered_and_kept_out_of_results(
+    actx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = directory.identify(actx, "slack", ADMIN)
+    assert "open" in inbound.command(actx, admin, "pulse", "run alignment").text
+    for user in REPS[:6]:
+        who = directory.identify(actx, "slack", user)
+        assert "Thank" in inbound.submit(actx, who, pulse.FORM_ID, {"run": "1", "why": "4", "nps": "7"}).text
+    rotated = Context(db=actx.db, org=actx.org, clock=actx.clock)  # TOUCHLINE_SECRET_KEY changed
+    assert "closed" in inbound.command(rotated, admin, "pulse", "close 1").text
+    assert rows(actx.db, PulseBallot) == [] and rows(actx.db, PulseAnswer) == []
+    with actx.db.session() as session:
+        result = pulse.results(session, actx.org, session.get(PulseRun, 1))  # type: ignore[arg-type]
+    assert result.answered == 6 and not any(q.distribution for q in result.questions)
+    [warning] = [r.getMessage() for r in caplog.records if "another key" in r.getMessage()]
+    assert "6 of 6" in warning and not [user for user in REPS if user in warning]

@@ -39,6 +39,7 @@ from tests.teams_fake import (
     unanswering_host,
 )
 from tests.teams_world import TeamsWorld, teams_world
+from tests.test_teams import DECISION
 from tests.web_world import serving
 
 APP_ID = "5d0c8f5e-0000-4000-8000-00000000d00a"
@@ -55,15 +56,6 @@ roles: {{leader: [lead], rep: [rep]}}
 audiences:
   emea: {{targets: ["slack:{SLACK_CHANNEL}", "teams:{TEAM}"], members: [rep]}}
 """
-DECISION = {
-    "title": "Mid-market first",
-    "decision": "Lead with the mid-market tier.",
-    "why": "Twice the win rate.",
-    "reps_may": "15% on 3-year deals",
-    "reps_may_not": "discount the platform fee",
-    "effective_on": "2026-12-01",
-    "audiences": "emea",
-}
 
 
 @pytest.fixture
