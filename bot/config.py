@@ -48,6 +48,8 @@ class Environment(BaseSettings):
     teams_service_urls: str | None = None
     # Where the signing keys of Bot Framework tokens are published; Microsoft's unless set (tests).
     microsoft_openid_metadata_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # Where the bot's own token is fetched (Entra's login host); Microsoft's public cloud unless set.
+    microsoft_login_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     # Seals pulse ballots and anonymous concerns; the same on every replica, kept while a run is open.
     touchline_secret_key: SecretStr | None = Field(default=None, min_length=32)
     host: str = "127.0.0.1"

@@ -78,6 +78,7 @@ class Touchline:
                 emulator=not env.teams_configured,
                 service_urls=env.teams_service_urls,
                 openid_metadata_url=env.microsoft_openid_metadata_url,
+                login_url=env.microsoft_login_url,
             )
             touchline.platforms["teams"] = TeamsPlatform(touchline.teams)
         # No chat platform connected: Touchline listens on this machine only, so the web page is open

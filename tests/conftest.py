@@ -22,6 +22,9 @@ from tests import generated  # noqa: F401  (loads the examples' profile before a
 from tests.fakes import Clock
 
 ROOT = Path(__file__).resolve().parent.parent
+# No test reaches Microsoft: a bot with an app id fetches its token from a closed local port unless
+# the test gives it a login host of its own (tests/teams_fake.py's KeyHost).
+os.environ.setdefault("MICROSOFT_LOGIN_URL", "http://127.0.0.1:9/")
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 ORG_YAML = """\

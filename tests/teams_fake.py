@@ -68,6 +68,9 @@ class FakeConnector:
     rosters: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)
     base_url: str = ""
+    # The bot tokens Microsoft's login host issued (KeyHost.issued): when set, as for a bot with an
+    # app id, every request needs `Authorization: Bearer <one of them>`, or gets the Connector's 401.
+    tokens: list[str] | None = None
     gate: Gate | None = None  # rate limits and faults, for the delivery tests and benchmarks
     check_cards: bool = True
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1_700_000_000_001))
@@ -78,6 +81,12 @@ class FakeConnector:
             request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         ) -> web.StreamResponse:
             self.heard.append(f"{request.method} {request.path}")
+            if self.tokens is not None:
+                scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+                if scheme != "Bearer" or token not in self.tokens:
+                    return web.json_response(
+                        {"message": "Authorization has been denied for this request."}, status=401
+                    )
             return await handler(request)
 
         app = web.Application(middlewares=[hear])
@@ -260,11 +269,21 @@ def installed(fake: FakeConnector, by: User, *, team: str) -> dict[str, Any]:
 class KeyHost:
     """Microsoft's OpenID metadata and the Bot Framework's signing keys, served locally: a
     Touchline told `MICROSOFT_OPENID_METADATA_URL=metadata_url` takes the tokens `token` signs
-    as Teams' own (issuer https://api.botframework.com, the key endorsed for msteams)."""
+    as Teams' own (issuer https://api.botframework.com, the key endorsed for msteams).
+
+    It is Entra's login host as well (`MICROSOFT_LOGIN_URL=base_url`): the client-credentials grant
+    for `app_id` and `password`, answered as Entra answers (400 for another app, 401 for a wrong
+    secret, 400 for another scope), each token it issues kept in `issued`."""
 
     base_url: str = ""
     key_id: str = "bf-test-key-1"
     key: Any = None
+    app_id: str = ""
+    password: str = ""
+    tenant: str = "botframework.com"
+    lasts: int = 3599  # seconds, as Entra's expires_in
+    issued: list[str] = field(default_factory=list)
+    logins: list[dict[str, str]] = field(default_factory=list)  # every grant asked for, secret left out
 
     @property
     def metadata_url(self) -> str:
@@ -282,9 +301,35 @@ class KeyHost:
             jwk = json.loads(RSAAlgorithm.to_jwk(self.key.public_key()))
             return web.json_response({"keys": [{**jwk, "kid": self.key_id, "endorsements": ["msteams"]}]})
 
+        async def login(request: web.Request) -> web.Response:
+            form = await request.post()
+            self.logins.append({k: str(v) for k, v in form.items() if k != "client_secret"})
+
+            def refused(status: int, error: str, code: str) -> web.Response:
+                answer = {"error": error, "error_description": f"{code}: fake"}
+                return web.json_response(answer, status=status)
+
+            if request.match_info["tenant"] != self.tenant:
+                return refused(400, "invalid_request", "AADSTS90002")  # tenant not found
+            if form.get("grant_type") != "client_credentials":
+                return refused(400, "unsupported_grant_type", "AADSTS70003")
+            if form.get("client_id") != self.app_id:
+                return refused(400, "unauthorized_client", "AADSTS700016")  # app not in the tenant
+            if form.get("client_secret") != self.password:
+                return refused(401, "invalid_client", "AADSTS7000215")  # invalid client secret
+            if form.get("scope") != "https://api.botframework.com/.default":
+                return refused(400, "invalid_scope", "AADSTS70011")
+            token = f"bot-token-{len(self.issued) + 1}"
+            self.issued.append(token)
+            lasts = self.lasts
+            return web.json_response(
+                {"token_type": "Bearer", "expires_in": lasts, "ext_expires_in": lasts, "access_token": token}
+            )
+
         app = web.Application()
         app.router.add_get("/v1/.well-known/openidconfiguration", metadata)
         app.router.add_get("/v1/keys", keys)
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", login)
         return app
 
     def token(self, *, app_id: str, service_url: str, key: Any = None, **claims: Any) -> str:
@@ -310,8 +355,8 @@ def signing_key() -> Any:
 
 
 @asynccontextmanager
-async def key_host() -> AsyncIterator[KeyHost]:
-    host = KeyHost(key=signing_key())
+async def key_host(app_id: str = "", password: str = "") -> AsyncIterator[KeyHost]:
+    host = KeyHost(key=signing_key(), app_id=app_id, password=password)
     server = TestServer(host.app(), host="127.0.0.1", port=0)
     await server.start_server(access_log=None)
     host.base_url = f"http://127.0.0.1:{server.port}/"

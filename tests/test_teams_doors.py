@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,10 +19,12 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from bot.config import Environment, parse_organisation_text
+from bot.platform import DeliveryError
 from bot.server import Touchline
-from bot.teams import keys
+from bot.teams import keys, tokens
 from handlers import conversations, setup
 from handlers.context import Context
+from handlers.ui import Card
 from storage.database import Database
 from storage.models import Conversation, Outbox
 from tests import slack_fake
@@ -30,6 +33,7 @@ from tests.conftest import ROOT
 from tests.fakes import Clock, rows
 from tests.slack_world import World
 from tests.teams_fake import (
+    KeyHost,
     User,
     activity,
     fake_connector,
@@ -43,6 +47,7 @@ from tests.test_teams import DECISION
 from tests.web_world import serving
 
 APP_ID = "5d0c8f5e-0000-4000-8000-00000000d00a"
+PASSWORD = "not-a-real-secret-0000"
 LEAD = User("0d1e4c6a-1111-4b9e-9e9f-73e0c02bf4ea", "Lena Leader")
 REP = User("0d1e4c6a-2222-4b9e-9e9f-73e0c02bf4ea", "Rita Rep")
 TEAM = "19:salesemea0000000000000000000000@thread.tacv2"
@@ -77,7 +82,7 @@ def slack_env(slack: slack_fake.FakeSlack, **more: object) -> Environment:
 def teams_env(**more: object) -> Environment:
     return Environment(
         microsoft_app_id=APP_ID,
-        microsoft_app_password=SecretStr("not-a-real-secret-0000"),
+        microsoft_app_password=SecretStr(PASSWORD),
         **more,  # type: ignore[arg-type]
     )
 
@@ -358,8 +363,10 @@ def test_a_request_signed_with_the_bot_framework_s_keys_is_taken_and_others_are_
     """The keys come from MICROSOFT_OPENID_METADATA_URL, fetched off the event loop."""
 
     async def main() -> None:
-        async with key_host() as microsoft:
-            env = teams_env(microsoft_openid_metadata_url=microsoft.metadata_url)
+        async with key_host(APP_ID, PASSWORD) as microsoft:
+            env = teams_env(
+                microsoft_openid_metadata_url=microsoft.metadata_url, microsoft_login_url=microsoft.base_url
+            )
             async with teams_world(dctx, env) as world:
                 # Someone joins a team Touchline is in: nothing to answer, only to remember.
                 body = installed(world.fake, LEAD, team=TEAM)
@@ -454,6 +461,161 @@ def test_while_microsoft_s_key_host_does_not_answer_slack_and_the_web_page_still
                     assert time.monotonic() - started < keys.TIMEOUT + 3
                     assert stuck.connections == 1  # one fetch shared by all who waited
                     assert connector.heard == []
+
+    asyncio.run(main())
+
+
+def signed(microsoft: KeyHost, body: dict[str, object]) -> dict[str, str]:
+    """The header the Bot Framework sends with `body`."""
+    token = microsoft.token(app_id=APP_ID, service_url=str(body["serviceUrl"]))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_the_connector_refuses_a_bot_without_its_token() -> None:
+    """The fake Connector, for a bot with an app id, refuses requests without a token the login
+    host issued, as the real one answers 401: the tests below rely on it."""
+
+    async def main() -> None:
+        async with (
+            fake_connector() as connector,
+            key_host(APP_ID, PASSWORD) as microsoft,
+            ClientSession() as http,
+        ):
+            connector.tokens = microsoft.issued
+            url = f"{connector.base_url}v3/conversations/{REP.personal}/activities"
+            for headers in ({}, {"Authorization": "Bearer bot-token-1"}, {"Authorization": "Basic x"}):
+                assert await post_json(http, url, {"type": "message", "text": "hi"}, **headers) == 401
+            grant = {"grant_type": "client_credentials", "client_id": APP_ID, "client_secret": PASSWORD}
+            login = f"{microsoft.base_url}botframework.com/oauth2/v2.0/token"
+            for wrong, status in (
+                ({"client_secret": "guess"}, 401),
+                ({"client_id": "another"}, 400),
+                ({}, 400),
+            ):
+                async with http.post(login, data={**grant, **wrong}) as r:  # the last has no scope
+                    assert r.status == status
+            async with http.post(
+                login, data={**grant, "scope": "https://api.botframework.com/.default"}
+            ) as r:
+                token = (await r.json())["access_token"]
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert await post_json(http, url, {"type": "message", "text": "hi"}, **bearer) == 200
+            assert connector.sent[-1].activity["text"] == "hi"
+
+    asyncio.run(main())
+
+
+def test_the_bot_s_own_token_comes_from_the_login_host_and_is_renewed_before_it_expires(
+    dctx: Context,
+) -> None:
+    async def main() -> None:
+        async with key_host(APP_ID, PASSWORD) as microsoft:
+            env = teams_env(
+                microsoft_openid_metadata_url=microsoft.metadata_url, microsoft_login_url=microsoft.base_url
+            )
+            async with teams_world(dctx, env) as world:
+                world.fake.tokens = microsoft.issued
+                # A token that lasts less than the renewal margin is renewed at each send …
+                microsoft.lasts = 120
+                for count in (1, 2):
+                    hello = activity(world.fake, REP, text="help")
+                    assert (await world.send(hello, signed(microsoft, hello)))[0] in (200, 201)
+                    await world.fake.wait_for(REP.personal, count)
+                    assert len(microsoft.issued) == count
+                # … one that lasts an hour is kept, and signs every request after it.
+                microsoft.lasts = 3599
+                for count in (3, 4, 5):
+                    hello = activity(world.fake, REP, text="help")
+                    assert (await world.send(hello, signed(microsoft, hello)))[0] in (200, 201)
+                    await world.fake.wait_for(REP.personal, count)
+                assert len(microsoft.issued) == 3
+                assert {tuple(sorted(login.items())) for login in microsoft.logins} == {
+                    (
+                        ("client_id", APP_ID),
+                        ("grant_type", "client_credentials"),
+                        ("scope", "https://api.botframework.com/.default"),
+                    )
+                }
+
+    asyncio.run(main())
+
+
+def test_credentials_microsoft_refuses_are_said_plainly_and_nothing_goes_out_unsigned(
+    dctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        async with key_host(APP_ID, "the-password-entra-knows") as microsoft:
+            env = teams_env(
+                microsoft_openid_metadata_url=microsoft.metadata_url, microsoft_login_url=microsoft.base_url
+            )
+            async with teams_world(dctx, env) as world:
+                world.fake.tokens = microsoft.issued
+                hello = activity(world.fake, REP, text="help")
+                # The turn runs (what the person did is done); only its answer cannot be sent.
+                assert (await world.send(hello, signed(microsoft, hello)))[0] in (200, 201)
+                assert world.fake.heard == []
+                teams = world.touchline.platforms["teams"]
+                with pytest.raises(DeliveryError) as refused:
+                    await teams.send_direct(REP.aad, Card(title="Hello"), delivery_id=1)
+                assert refused.value.permanent
+                assert "MICROSOFT_APP_PASSWORD" in str(refused.value) and "invalid_client" in str(
+                    refused.value
+                )
+                assert world.fake.heard == []
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(main())
+    assert "invalid_client" in caplog.text and PASSWORD not in caplog.text
+
+
+def test_while_microsoft_s_login_host_does_not_answer_slack_and_the_web_page_still_do(dctx: Context) -> None:
+    """The bot's token is fetched off the event loop, within tokens.TIMEOUT; a send without one
+    is retried later, never made unsigned."""
+
+    async def main() -> None:
+        async with (
+            slack_fake.fake_slack() as slack,
+            fake_connector() as connector,
+            key_host(APP_ID, PASSWORD) as microsoft,
+            unanswering_host() as stuck,
+        ):
+            connector.tokens = microsoft.issued
+            env = slack_env(
+                slack,
+                port=0,
+                microsoft_app_id=APP_ID,
+                microsoft_app_password=SecretStr(PASSWORD),
+                teams_service_urls=connector.base_url,
+                microsoft_openid_metadata_url=microsoft.metadata_url,
+                microsoft_login_url=stuck.url,
+            )
+            with serving(dctx, env) as server:
+                async with ClientSession(timeout=ClientTimeout(total=tokens.TIMEOUT + 5)) as http:
+                    hello = activity(connector, REP, text="help")
+                    teams = asyncio.create_task(
+                        post_json(http, f"{server.url}/api/messages", hello, **signed(microsoft, hello))
+                    )
+                    deadline = time.monotonic() + 5
+                    while stuck.connections == 0 and time.monotonic() < deadline:
+                        await asyncio.sleep(0.02)
+                    assert stuck.connections == 1  # the token is being fetched, and not yet there
+                    form = slack_fake.slash_command("objection", "too expensive", "U0REP00001", fake=slack)
+                    headers = {"Content-Type": "application/x-www-form-urlencoded", **slack_fake.sign(form)}
+
+                    async def slack_command() -> int:
+                        async with http.post(f"{server.url}/slack/events", data=form, headers=headers) as r:
+                            return r.status
+
+                    async def get(path: str) -> int:
+                        async with http.get(f"{server.url}{path}", allow_redirects=False) as r:
+                            return r.status
+
+                    assert await asyncio.wait_for(slack_command(), timeout=2) == 200
+                    assert await asyncio.wait_for(get("/healthz"), timeout=2) == 200
+                    assert await asyncio.wait_for(get("/"), timeout=2) < 500
+                    assert not teams.done()
+                    assert await asyncio.wait_for(teams, timeout=tokens.TIMEOUT + 3) in (200, 201)
+                    assert connector.heard == []  # nothing sent without the bot's token
 
     asyncio.run(main())
 

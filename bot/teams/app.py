@@ -4,6 +4,7 @@ reply drawn back in Teams' idiom (a card or message in the person's 1:1 chat wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -31,7 +32,7 @@ from botframework.connector.auth import (
     ConnectorFactory,
 )
 
-from bot.teams import cards, keys
+from bot.teams import cards, keys, tokens
 from bot.teams.service_urls import ServiceUrls, on_this_machine, parse_allowed
 from handlers import conversations, directory, inbound
 from handlers.context import Actor, Context, PostRef
@@ -69,6 +70,7 @@ class TeamsApp:
         emulator: bool = False,
         service_urls: str | None = None,
         openid_metadata_url: str | None = None,
+        login_url: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.app_id = app_id or ""
@@ -100,7 +102,12 @@ class TeamsApp:
             settings.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL,
         }:
             keys.install(url)
-        self.adapter = CloudAdapter(_Authentication(settings, self.service_urls, emulator=emulator))
+        # The bot's own token is fetched by bot/teams/tokens.py, not by MSAL on the event loop;
+        # MICROSOFT_LOGIN_URL says where from (for tests, and sovereign clouds).
+        credentials = tokens.Credentials(self.app_id, password or "", tenant=tenant_id, login_url=login_url)
+        self.adapter = CloudAdapter(
+            _Authentication(settings, credentials, self.service_urls, emulator=emulator)
+        )
         self.adapter.on_turn_error = self._turn_failed
 
     # --- the route ----------------------------------------------------------------------------
@@ -462,8 +469,10 @@ class _Authentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[
     bot/teams/keys.py), and with connector clients kept per service URL: it would build a new
     client (and its retry policy) for every message sent, most of the cost of a send."""
 
-    def __init__(self, settings: Any, service_urls: ServiceUrls, *, emulator: bool) -> None:
-        super().__init__(settings)
+    def __init__(
+        self, settings: Any, credentials: tokens.Credentials, service_urls: ServiceUrls, *, emulator: bool
+    ) -> None:
+        super().__init__(settings, credentials_factory=credentials)
         self.service_urls = service_urls
         self.emulator = emulator
         self._factories: dict[frozenset[tuple[str, str]], _KeptConnectors] = {}
@@ -513,7 +522,16 @@ class _KeptConnectors(ConnectorFactory):  # type: ignore[misc]
             # answered 3xx would send the message, and the bot's token, somewhere else.
             client.config.redirect_policy.allow = False
             self.clients[key] = client
-        return self.clients[key]
+        client = self.clients[key]
+        # The library signs each request synchronously: the token is made fresh here, off the loop's
+        # critical path, before any request is built (bot/teams/tokens.py).
+        # A token that cannot be had is not this turn's failure: what the person did is still
+        # done, and only sending fails (logged, and retried by the delivery worker).
+        credentials = client.config.credentials
+        if isinstance(credentials, tokens.KeptCredentials):
+            with contextlib.suppress(tokens.TokenUnavailable, tokens.TokenRefused):
+                await credentials.token.fresh()
+        return client
 
 
 def card_activity(card: Card) -> Activity:

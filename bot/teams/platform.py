@@ -11,6 +11,7 @@ from botbuilder.schema import ErrorResponseException
 from msrest.exceptions import ClientRequestError
 
 from bot.platform import DeliveryError
+from bot.teams import tokens
 from bot.teams.app import ServiceUrlRefused, TeamsApp, card_activity
 from handlers import conversations
 from handlers.ui import Card
@@ -76,6 +77,10 @@ class TeamsPlatform:
                 "sends to — add the app to it again (or list the URL in TEAMS_SERVICE_URLS)",
                 permanent=True,
             ) from None
+        except tokens.TokenRefused as refused:
+            raise DeliveryError(f"{where}: {refused}", permanent=True) from None
+        except tokens.TokenUnavailable as unavailable:
+            raise DeliveryError(f"Teams could not be reached: {unavailable}") from None
         except (TimeoutError, ClientError, OSError, ClientRequestError) as error:
             raise DeliveryError(f"Teams could not be reached ({type(error).__name__})") from None
         return str(result or "")
