@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test processes for `make test` (pytest-xdist); each has its own PostgreSQL database.
+TEST_WORKERS ?= 2
 
 .PHONY: run test explore lint format bench bench-semantic clean
 
@@ -26,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 # The property tests with ten times their examples, drawn afresh (the suite draws the same ones each run).
 explore: $(STAMP)
