@@ -206,6 +206,7 @@ class Touchline:
         socket_mode = None
         if self.slack is not None:
             tasks.append(asyncio.create_task(self._keep_fresh(stop)))
+            tasks.append(asyncio.create_task(self.slack.keep_inbox(stop)))
             if self.env.slack_app_token is not None:
                 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -216,11 +217,15 @@ class Touchline:
         try:
             await stop.wait()
         finally:
+            # No new connections from here (a replica or the next start takes them); what was
+            # received is finished if it can be within SETTLE, and what is left stays in the inbox.
+            listening.close()
             if socket_mode is not None:
                 await socket_mode.close_async()  # type: ignore[no-untyped-call]
             if self.slack is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.slack.settled(), timeout=SETTLE.total_seconds())
+                await self.slack.let_go()
             for task in tasks:
                 task.cancel()
             for task in tasks:

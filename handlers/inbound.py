@@ -7,12 +7,13 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from handlers import assets, digest, help, objections, pulse, signin, strategy
 from handlers.context import Actor, Context, FormErrors, PostRef, Refusal
 from handlers.ui import Reply
-from storage import inbound_events, outbox
+from storage import inbound_events, inbox, outbox
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ ACTIONS: dict[str, OnText] = {
     assets.SUGGEST: assets.open_suggestion,
     pulse.ANSWER: pulse.open_answers,
 }
+# The buttons that change what is stored, which a platform keeps in the inbox until done; the
+# others only open a form, which must happen within the platform's short-lived trigger.
+CHANGES = frozenset({strategy.ACK, objections.WITHDRAW, assets.USEFUL, assets.USED})
 FORMS: dict[str, Callable[[Session, Context, Actor, Mapping[str, Any]], Reply]] = {
     strategy.ANNOUNCE_FORM: strategy.announce,
     strategy.QUESTION_FORM: strategy.ask,
@@ -85,6 +89,9 @@ EMOJI_NAMES = {
     "like": "+1",
 }
 MAX_COMMAND_TEXT = 4000
+UNREACHABLE = (
+    "Touchline cannot reach its database right now and nothing was saved. Please try again in a minute."
+)
 BROKEN = (
     "Part of that text is a broken character (half of an emoji, a lone surrogate), which "
     "Touchline cannot store or send. Please type it again; nothing was saved."
@@ -103,8 +110,11 @@ def _broken(value: object) -> bool:
     return False
 
 
-def command(ctx: Context, actor: Actor, name: str, text: str) -> Reply:
-    """`/objection too expensive vs Acme` arrives as `command(actor, "objection", "too expensive ...")`."""
+def command(ctx: Context, actor: Actor, name: str, text: str, *, receipt: int | None = None) -> Reply:
+    """`/objection too expensive vs Acme` arrives as `command(actor, "objection", "too expensive ...")`.
+
+    `receipt`, for this and the other three calls: the inbox item it came in as (storage/inbox.py),
+    marked done in the unit of work that does it, so that it is done once however often it is tried."""
     name = name.strip().lstrip("/").lower()
     if _broken(text):
         return Reply(text=BROKEN)
@@ -114,7 +124,7 @@ def command(ctx: Context, actor: Actor, name: str, text: str) -> Reply:
             "Please shorten it."
         )
     if name == "touchline" and text.strip().lower() == "dashboard":
-        return _run(ctx, lambda s: signin.dashboard_link(s, ctx, actor))
+        return _run(ctx, lambda s: signin.dashboard_link(s, ctx, actor), receipt)
     handler = COMMANDS.get(name)
     if handler is None:
         return _run(
@@ -122,18 +132,19 @@ def command(ctx: Context, actor: Actor, name: str, text: str) -> Reply:
             lambda s: help.overview(
                 ctx, actor, unknown="" if name in ("help", "touchline", "") else f"/{name}"
             ),
+            receipt,
         )
-    return _run(ctx, lambda s: handler(s, ctx, actor, text))
+    return _run(ctx, lambda s: handler(s, ctx, actor, text), receipt)
 
 
-def action(ctx: Context, actor: Actor, action_id: str, value: str) -> Reply:
+def action(ctx: Context, actor: Actor, action_id: str, value: str, *, receipt: int | None = None) -> Reply:
     """A button on one of Touchline's cards was pressed."""
     handler = ACTIONS.get(action_id)
     if _broken(value):
         return Reply(text=BROKEN)
     if handler is None:
         return Reply(text="That button no longer does anything. /help lists what you can do.")
-    return _run(ctx, lambda s: handler(s, ctx, actor, value))
+    return _run(ctx, lambda s: handler(s, ctx, actor, value), receipt)
 
 
 def submit(ctx: Context, actor: Actor, form_id: str, values: Mapping[str, Any]) -> Reply:
@@ -147,7 +158,14 @@ def submit(ctx: Context, actor: Actor, form_id: str, values: Mapping[str, Any]) 
 
 
 def reaction(
-    ctx: Context, actor: Actor, post: PostRef, emoji: str, added: bool, *, event_id: str | None = None
+    ctx: Context,
+    actor: Actor,
+    post: PostRef,
+    emoji: str,
+    added: bool,
+    *,
+    event_id: str | None = None,
+    receipt: int | None = None,
 ) -> Reply:
     """An emoji reaction on a Touchline post, mapped through `reactions:` in app.yaml.
 
@@ -174,7 +192,7 @@ def reaction(
         handler = REACTIONS.get((kind, meaning, added))
         return handler(session, ctx, actor, subject_id) if handler else Reply()
 
-    return _run(ctx, handle)
+    return _run(ctx, handle, receipt)
 
 
 def normalise_emoji(emoji: str) -> str:
@@ -182,18 +200,48 @@ def normalise_emoji(emoji: str) -> str:
     return EMOJI_NAMES.get(name, name)
 
 
-def _run(ctx: Context, body: Callable[[Session], Reply]) -> Reply:
-    """One unit of work: all of it is stored, or, on a refusal or a failure, none of it."""
+def _run(ctx: Context, body: Callable[[Session], Reply], receipt: int | None = None) -> Reply:
+    """One unit of work: all of it is stored, or, on a refusal or a failure, none of it. With a
+    `receipt`, the inbox item is marked done in it: tried again, it does nothing."""
+
+    def unit(session: Session) -> Reply:
+        if receipt is not None and not inbox.finish(session, receipt):
+            raise _DoneAlready
+        return body(session)
+
     try:
-        return ctx.db.run(body)  # on SQLite, again if the write lock stayed taken
+        return ctx.db.run(unit)  # on SQLite, again if the write lock stayed taken
+    except _DoneAlready:
+        return Reply()
     except Refusal as refusal:
+        settle(ctx, receipt)
         return Reply(text=refusal.message)
     except FormErrors as invalid:
+        settle(ctx, receipt)
         return Reply(errors=invalid.errors)
+    except (OperationalError, InterfaceError) as error:
+        # The database cannot be reached (or stayed locked): what came through the inbox stays
+        # there and is done when it can be; anything else is the person's to try again.
+        log.warning("the database could not be reached: %s", type(error).__name__)
+        if receipt is not None:
+            raise
+        return Reply(text=UNREACHABLE)
     except Exception:
+        settle(ctx, receipt)
         reference = secrets.token_hex(4)
         log.exception("handler failed (reference %s)", reference)
         return Reply(
             text="Something went wrong on Touchline's side and nothing was saved. Please try "
             f"again; if it keeps happening, tell your admin the reference {reference}."
         )
+
+
+class _DoneAlready(Exception):
+    """The inbox item was done by another attempt."""
+
+
+def settle(ctx: Context, receipt: int | None) -> None:
+    """Mark an inbox item done that needed no unit of work of its own (a refusal, a reply from
+    memory); nothing if it is done already."""
+    if receipt is not None:
+        ctx.db.run(lambda session: inbox.finish(session, receipt))

@@ -98,23 +98,32 @@ class Database:
                 raise
 
     def run(self, body: Callable[[Session], T]) -> T:
-        """`body` as one unit of work; on SQLite, started again when the write lock stayed taken
-        past the busy timeout (under a flood of writers SQLite's busy handler serves no queue, so
-        one can wait that long). Nothing of a failed attempt was stored: `body` may only touch the
+        """`body` as one unit of work; started again when SQLite's write lock stayed taken past the
+        busy timeout (under a flood of writers SQLite's busy handler serves no queue, so one can
+        wait that long), or when PostgreSQL chose it as a deadlock's or a serialisation's loser.
+        Nothing of a failed attempt was stored: `body` may only touch the
         database, never send."""
         for attempt in range(LOCKED_RETRIES):
             try:
                 with self.session() as session:
                     return body(session)
             except OperationalError as error:
-                if "database is locked" not in str(error) or attempt == LOCKED_RETRIES - 1:
+                if not _contended(error) or attempt == LOCKED_RETRIES - 1:
                     raise
-                log.warning("the database was locked; trying again (attempt %d)", attempt + 2)
+                log.warning("the database was contended; trying again (attempt %d)", attempt + 2)
                 time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
         raise AssertionError("unreachable")
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _contended(error: OperationalError) -> bool:
+    """SQLite's write lock held past the busy timeout, or PostgreSQL's deadlock or serialisation
+    failure: the transaction lost a race, and starting it again is the cure."""
+    if "database is locked" in str(error):
+        return True
+    return getattr(error.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def serialize(session: Session, name: str) -> None:

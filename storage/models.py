@@ -238,6 +238,27 @@ class InboundEvent(SQLModel, table=True):
     received_at: datetime = Field(index=True)
 
 
+class InboxItem(SQLModel, table=True):
+    """Something a person did in chat, stored before the platform was told it arrived, until it is done.
+
+    `fields` holds only what doing it needs (who, which button or command, where to answer), and is
+    erased in the transaction that does it; `claimed_by` and `claimed_until` say which process is
+    doing it, so that another takes it over when that one dies."""
+
+    __table_args__ = (UniqueConstraint("platform", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    key: str = Field(max_length=200)  # the platform's event id, or the request's own
+    kind: str = Field(max_length=16)
+    fields: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    received_at: datetime = Field(index=True)
+    done: bool = Field(default=False, index=True)
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_until: datetime | None = None
+
+
 class AuditEntry(SQLModel, table=True):
     """Who changed what, for admins; never written for anonymous acts."""
 

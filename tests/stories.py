@@ -27,6 +27,7 @@ PLATFORM_TABLES = {
     "identity",
     "audiencetarget",
     "inboundevent",
+    "inboxitem",  # the transport: Slack's requests kept until done, which the console needs not
     "groupmember",
     "schedulerlease",
     "schedulerrun",

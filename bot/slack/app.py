@@ -1,9 +1,12 @@
 """The Bolt app: Slack's commands, buttons, modals, shortcuts and events, each turned into one of
 the four neutral calls, and the reply drawn back in Slack's idiom.
 
-Every listener acknowledges Slack at once (Slack allows 3 seconds), then does the work;
-a modal submission is the exception, since its errors must travel in the acknowledgement,
-and its handler is a quick database write.
+What changes something — a command, a *Got it* or *Useful* press, a reaction — is stored in the
+inbox (storage/inbox.py) before Slack is told it arrived, then done; a crash or a restart resumes
+it, exactly once. Two kinds are done inside the request instead, as Slack needs: a modal's
+submission, since its field errors travel in the answer (and its handler is one quick write),
+and a button that only opens a form, whose `trigger_id` works for 3 seconds only (it changes
+nothing, so nothing is lost with it).
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
@@ -22,18 +28,22 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.slack.blocks import home_view, modal, reply_message, submitted
 from bot.slack.people import SlackPeople
 from handlers import home, inbound, objections
 from handlers.context import Actor, Context, PostRef
 from handlers.ui import Reply
+from storage import inbox
 
 log = logging.getLogger(__name__)
 COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline")
 SHORTCUT = "log_as_objection"
 BACKLOG = 32  # acknowledged commands still being worked on, before new ones wait for room
 ROOM_WAIT = 1.5  # seconds a new one may wait for room: Slack allows 3 to acknowledge
+RESUME_EVERY = 2.0  # seconds between looks for inbox items a dead process left, and lease renewals
+UNAVAILABLE = (OperationalError, InterfaceError)  # the database cannot be reached, or stayed locked
 FRESH = 5 * 60 + 30  # seconds a signature stays valid (Slack's 5 minutes, and clock skew)
 
 
@@ -128,6 +138,9 @@ class SlackApp:
         self.people = SlackPeople(ctx, client)
         self._working: set[asyncio.Task[Any]] = set()
         self._room = asyncio.Semaphore(BACKLOG)  # for work acknowledged to Slack and not yet done
+        # Who claims inbox items: this process, among replicas and the restarts of this one.
+        self.claimant = f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._doing: set[int] = set()  # inbox items this process holds
         self._http: ClientSession | None = None
         self._verifier = SignatureVerifier(signing_secret)
         self._seen: dict[str, float] = {}  # signatures of requests heard, oldest first
@@ -165,7 +178,119 @@ class SlackApp:
             # Bolt's matchers and Touchline's listeners would trip over it.
             log.warning("refused a signed Slack request Slack does not send: %s", problem)
             return web.Response(status=400, text=f"Not a request Slack sends: {problem}.")
+        if (taken := _inboxed(bolt_request.body)) is not None:
+            kind, key, fields = taken
+            return await self._receive(kind, key or request.headers["X-Slack-Signature"], fields)
         return await to_aiohttp_response(await self.bolt.async_dispatch(bolt_request))
+
+    # --- the inbox ----------------------------------------------------------------------------
+
+    async def _receive(self, kind: str, key: str, fields: dict[str, Any]) -> web.Response:
+        """Store it, tell Slack, then do it. If it cannot be stored, Slack is not told it
+        arrived: an event is answered 503, which Slack retries; a person is told to try again."""
+        try:
+            item = await asyncio.to_thread(self._store, kind, key, fields)
+        except UNAVAILABLE as error:
+            log.warning("a Slack %s could not be stored: %s", kind, type(error).__name__)
+            if kind == "reaction":
+                return web.Response(status=503, text="Touchline cannot store this now; try again.")
+            if kind == "command":
+                return web.json_response({"response_type": "ephemeral", "text": inbound.UNREACHABLE})
+            if fields.get("response_url"):
+                self._start_task(self._respond(fields["response_url"], _ephemeral(inbound.UNREACHABLE)))
+            return web.Response()
+        if item is not None:  # else Slack's retry of what is stored already
+            self._start(item, kind, fields)
+        return web.Response()
+
+    def _store(self, kind: str, key: str, fields: dict[str, Any]) -> int | None:
+        def store(session: Any) -> int | None:
+            return inbox.receive(
+                session,
+                platform="slack",
+                key=key,
+                kind=kind,
+                fields=fields,
+                now=self.ctx.now(),
+                claimant=self.claimant,
+            )
+
+        return self.ctx.db.run(store)
+
+    def _start(self, item: int | None, kind: str, fields: dict[str, Any]) -> None:
+        if item is not None:
+            self._doing.add(item)
+        self._start_task(self._perform(item, kind, fields))
+
+    def _start_task(self, work: Awaitable[None]) -> None:
+        async def tracked() -> None:
+            with self._busy():
+                await work
+
+        asyncio.get_running_loop().create_task(tracked())
+
+    async def _perform(self, item: int | None, kind: str, fields: dict[str, Any]) -> None:
+        """Do an inbox item (a few at a time): the handler marks it done in its unit of work."""
+        try:
+            async with self._room:
+                await PERFORMERS[kind](self, fields, item)
+                if item is not None:
+                    await asyncio.to_thread(inbound.settle, self.ctx, item)
+        except UNAVAILABLE as error:
+            log.warning("a Slack %s waits in the inbox for the database: %s", kind, type(error).__name__)
+        except Exception:
+            # Left claimed: taken up again when its lease has run out, a few times at most.
+            log.exception("a Slack %s failed; it stays in the inbox to be tried again", kind)
+        finally:
+            if item is not None:
+                self._doing.discard(item)
+
+    async def keep_inbox(self, stop: asyncio.Event) -> None:
+        """Until `stop`: renew this process's claims, and take over what a dead one left."""
+        while not stop.is_set():
+            try:
+                found = await asyncio.to_thread(self._take_over)
+            except Exception as error:
+                log.warning("could not look into the inbox: %s", type(error).__name__)
+                found = []
+            for item in found:
+                if item.fields:
+                    log.info("resuming a Slack %s from the inbox", item.kind)
+                    self._start(item.id, item.kind, item.fields)
+                else:
+                    log.error("gave up on a Slack %s after %d tries", item.kind, inbox.TRIES)
+                    await asyncio.to_thread(inbound.settle, self.ctx, item.id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=RESUME_EVERY)
+
+    def _take_over(self) -> list[inbox.Item]:
+        def take(session: Any) -> list[inbox.Item]:
+            now = self.ctx.now()
+            inbox.renew(session, ids=sorted(self._doing), claimant=self.claimant, now=now)
+            room = BACKLOG * 4 - len(self._doing)
+            if room <= 0:
+                return []
+            return inbox.claim(session, now=now, claimant=self.claimant, limit=room)
+
+        return self.ctx.db.run(take)
+
+    async def let_go(self) -> None:
+        """At shutdown, after `settled` had its time: stop what is left, and hand it back to the
+        inbox, where the next process (or a replica) takes it up at once."""
+        left = sorted(self._doing)
+        for task in list(self._working):
+            task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._working, return_exceptions=True), timeout=5)
+        if left:
+            try:
+                await asyncio.to_thread(
+                    self.ctx.db.run,
+                    lambda session: inbox.release(session, ids=left, claimant=self.claimant),
+                )
+            except Exception as error:
+                log.warning("could not hand %d inbox items back: %s", len(left), type(error).__name__)
+            log.info("%d Slack items left in the inbox for the next start", len(left))
 
     def _signed(self, headers: Mapping[str, str], body: bytes) -> bool:
         signature = headers.get("X-Slack-Signature", "")
@@ -241,34 +366,53 @@ class SlackApp:
     # --- the four calls ---------------------------------------------------------------------------
 
     async def on_command(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
-        with self._busy():
-            await self._admit(ack)
-            actor = await self.people.actor(body["user_id"])
-            name = str(body.get("command", "")).lstrip("/")
-            reply = await self._call(inbound.command, actor, name, str(body.get("text") or ""))
-            trigger_id, channel = body.get("trigger_id"), body.get("channel_id")
-            response_url = body.get("response_url")
-            await self._show(reply, actor, trigger_id=trigger_id, channel=channel, response_url=response_url)
+        """Socket Mode's way in (over HTTP, `handle` takes commands before Bolt)."""
+        await self._socket(ack, "command", _command_fields(body))
 
     async def on_action(self, ack: Callable[..., Awaitable[None]], body: dict[str, Any]) -> None:
+        fields = _action_fields(body)
+        if fields["action_id"] in inbound.CHANGES:
+            await self._socket(ack, "action", fields)
+            return
+        # A button that opens a form: done now, while its trigger_id works.
         with self._busy():
             await self._admit(ack)
-            action = (body.get("actions") or [{}])[0]
-            actor = await self.people.actor(body["user"]["id"])
-            reply = await self._call(
-                inbound.action, actor, str(action.get("action_id", "")), str(action.get("value") or "")
-            )
-            channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-            from_home = (body.get("view") or {}).get("type") == "home"
-            await self._show(
-                reply,
-                actor,
-                trigger_id=body.get("trigger_id"),
-                channel=channel,
-                response_url=body.get("response_url"),
-            )
-            if from_home:
-                await self.publish_home(actor)
+            await self._action(fields, None)
+
+    async def _socket(self, ack: Callable[..., Awaitable[None]], kind: str, fields: dict[str, Any]) -> None:
+        try:
+            item = await asyncio.to_thread(self._store, kind, secrets.token_hex(16), fields)
+        except UNAVAILABLE:
+            await ack(text=inbound.UNREACHABLE) if kind == "command" else await ack()
+            return
+        await ack()
+        self._start(item, kind, fields)
+
+    async def _command(self, fields: dict[str, Any], receipt: int | None) -> None:
+        actor = await self.people.actor(fields["user"])
+        reply = await self._call(inbound.command, actor, fields["name"], fields["text"], receipt=receipt)
+        await self._show(
+            reply,
+            actor,
+            trigger_id=fields.get("trigger_id"),
+            channel=fields.get("channel"),
+            response_url=fields.get("response_url"),
+        )
+
+    async def _action(self, fields: dict[str, Any], receipt: int | None) -> None:
+        actor = await self.people.actor(fields["user"])
+        reply = await self._call(
+            inbound.action, actor, fields["action_id"], fields["value"], receipt=receipt
+        )
+        await self._show(
+            reply,
+            actor,
+            trigger_id=fields.get("trigger_id"),
+            channel=fields.get("channel"),
+            response_url=fields.get("response_url"),
+        )
+        if fields.get("from_home"):
+            await self.publish_home(actor)
 
     async def on_submit(
         self, ack: Callable[..., Awaitable[None]], body: dict[str, Any], view: dict[str, Any]
@@ -300,23 +444,30 @@ class SlackApp:
             )
 
     async def on_reaction(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        with self._busy():
-            item = event.get("item") or {}
-            if item.get("type") != "message" or not event.get("user"):
+        """Socket Mode's way in (over HTTP, `handle` takes reactions before Bolt)."""
+        if (taken := _inboxed(body)) is not None:
+            kind, key, fields = taken
+            try:
+                item = await asyncio.to_thread(self._store, kind, key or secrets.token_hex(16), fields)
+            except UNAVAILABLE:
                 return
-            actor = await self.people.actor(event["user"])
-            post = PostRef("slack", str(item.get("channel", "")), str(item.get("ts", "")))
-            added = event.get("type") == "reaction_added"
-            reply = await self._call(
-                inbound.reaction,
-                actor,
-                post,
-                str(event.get("reaction", "")),
-                added,
-                event_id=body.get("event_id"),
-            )
-            if reply.text:
-                await self._ephemeral(post.address, actor.user_id, reply)
+            if item is not None:
+                self._start(item, kind, fields)
+
+    async def _reaction(self, fields: dict[str, Any], receipt: int | None) -> None:
+        actor = await self.people.actor(fields["user"])
+        post = PostRef("slack", fields["channel"], fields["ts"])
+        reply = await self._call(
+            inbound.reaction,
+            actor,
+            post,
+            fields["reaction"],
+            fields["added"],
+            event_id=fields.get("event_id"),
+            receipt=receipt,
+        )
+        if reply.text:
+            await self._ephemeral(post.address, actor.user_id, reply)
 
     async def on_home(self, event: dict[str, Any]) -> None:
         with self._busy():
@@ -417,3 +568,69 @@ class SlackApp:
             # Not in that channel (or it is a DM we cannot post in): say it directly instead.
             log.info("ephemeral in %s failed (%s); sending directly", channel, error.response.get("error"))
             await self.client.chat_postMessage(channel=user, **reply_message(reply))
+
+
+# --- what the inbox keeps of a request: only what doing it needs ----------------------------------
+
+
+def _command_fields(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "user": str(body["user_id"]),
+        "name": str(body.get("command", "")).lstrip("/"),
+        "text": str(body.get("text") or ""),
+        "trigger_id": body.get("trigger_id"),
+        "channel": body.get("channel_id"),
+        "response_url": body.get("response_url"),
+    }
+
+
+def _action_fields(body: dict[str, Any]) -> dict[str, Any]:
+    action = (body.get("actions") or [{}])[0]
+    return {
+        "user": str(body["user"]["id"]),
+        "action_id": str(action.get("action_id", "")),
+        "value": str(action.get("value") or ""),
+        "trigger_id": body.get("trigger_id"),
+        "channel": (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id"),
+        "response_url": body.get("response_url"),
+        "from_home": (body.get("view") or {}).get("type") == "home",
+    }
+
+
+def _inboxed(body: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]] | None:
+    """(kind, key, fields) for a request that changes something, kept in the inbox; the key is the
+    event's id, or None for the request's own (its signature, new for every request Slack sends)."""
+    if isinstance(body.get("command"), str) and "user_id" in body:
+        if re.fullmatch(rf"/({'|'.join(COMMANDS)})", body["command"]) is None:
+            return None  # Bolt answers what Touchline does not listen to
+        return "command", None, _command_fields(body)
+    if body.get("type") == "block_actions":
+        fields = _action_fields(body)
+        return ("action", None, fields) if fields["action_id"] in inbound.CHANGES else None
+    event = body.get("event") if body.get("type") == "event_callback" else None
+    if isinstance(event, dict) and event.get("type") in ("reaction_added", "reaction_removed"):
+        item: dict[str, Any] = event["item"] if isinstance(event.get("item"), dict) else {}
+        if item.get("type") != "message" or not isinstance(event.get("user"), str) or not event["user"]:
+            return None
+        event_id = str(body.get("event_id") or "") or None
+        fields = {
+            "user": event["user"],
+            "channel": str(item.get("channel", "")),
+            "ts": str(item.get("ts", "")),
+            "reaction": str(event.get("reaction", "")),
+            "added": event["type"] == "reaction_added",
+            "event_id": event_id,
+        }
+        return "reaction", event_id, fields
+    return None
+
+
+def _ephemeral(text: str) -> dict[str, Any]:
+    return {"response_type": "ephemeral", "replace_original": False, "text": text}
+
+
+PERFORMERS: dict[str, Callable[[SlackApp, dict[str, Any], int | None], Awaitable[None]]] = {
+    "command": SlackApp._command,
+    "action": SlackApp._action,
+    "reaction": SlackApp._reaction,
+}
