@@ -67,6 +67,8 @@ class Environment(BaseSettings):
     header_timeout: float = Field(default=10.0, gt=0, le=600)
     body_timeout: float = Field(default=10.0, gt=0, le=600)
     idle_timeout: float = Field(default=75.0, gt=0, le=3600)
+    # At SIGTERM: seconds to finish what was received; what is left stays in the inbox for the next start.
+    shutdown_grace: float = Field(default=10.0, ge=0, le=600)
     max_connections: int = Field(default=256, ge=1, le=100_000)
 
     @property

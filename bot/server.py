@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY = 1024 * 1024  # Slack's and Teams' requests are small; anything bigger is refused with 413
 REFRESH = timedelta(minutes=10)  # user groups and channel members
-SETTLE = timedelta(seconds=10)  # at shutdown, for work already acknowledged to Slack
 
 
 @dataclass
@@ -218,13 +217,13 @@ class Touchline:
             await stop.wait()
         finally:
             # No new connections from here (a replica or the next start takes them); what was
-            # received is finished if it can be within SETTLE, and what is left stays in the inbox.
+            # received is finished if it can be within SHUTDOWN_GRACE, and what is left stays in the inbox.
             listening.close()
             if socket_mode is not None:
                 await socket_mode.close_async()  # type: ignore[no-untyped-call]
             if self.slack is not None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.slack.settled(), timeout=SETTLE.total_seconds())
+                    await asyncio.wait_for(self.slack.settled(), timeout=self.env.shutdown_grace)
                 await self.slack.let_go()
             for task in tasks:
                 task.cancel()
