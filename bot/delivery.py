@@ -19,11 +19,12 @@ from handlers import messages
 from handlers.context import utcnow
 from handlers.ui import Card
 from storage import outbox
-from storage.database import Database
+from storage.database import UNREACHABLE, Database
 from storage.models import Outbox
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 1.0  # seconds between two refreshes of one broadcast's progress message
+SETTLE_PAUSE_MAX = 10.0  # seconds, at most, between two tries to record a delivery while the database is away
 QUIET = ("progress:", "failure:")  # messages about messages have no progress of their own
 
 
@@ -57,6 +58,10 @@ class DeliveryWorker:
     _renewed: float = field(default=0.0, init=False)
     _progress: dict[str, float] = field(default_factory=dict, init=False)  # subject -> last shown
     _unshown: set[str] = field(default_factory=set, init=False)
+    _claim_after: float = field(
+        default=0.0, init=False
+    )  # time.monotonic() of the next claim, after a failed one
+    _claim_pause: float = field(default=0.0, init=False)
 
     @property
     def busy(self) -> int:
@@ -86,9 +91,15 @@ class DeliveryWorker:
         try:
             while not stop.is_set():
                 claimed = 0
-                if self.busy < self.batch // 2:
+                if self.busy < self.batch // 2 and time.monotonic() >= self._claim_after:
                     try:
                         claimed = await self._claim_more(self.batch - self.busy)
+                        self._claim_pause = 0.0
+                    except UNREACHABLE as error:
+                        # Waits doubling to 10 s: one line now and then, not one every 50 ms.
+                        self._claim_pause = min(max(self._claim_pause * 2, 0.5), SETTLE_PAUSE_MAX)
+                        self._claim_after = time.monotonic() + self._claim_pause
+                        log.warning("deliveries wait for the database (%s)", type(error).__name__)
                     except Exception:
                         log.exception("claiming deliveries failed; retrying")
                 if claimed == 0 and not self._lanes:
@@ -129,6 +140,9 @@ class DeliveryWorker:
             self._progress[subject] = now
             try:
                 await asyncio.to_thread(self._progress_of, subject)
+            except UNREACHABLE as error:
+                self._unshown.add(subject)  # shown once the database is back
+                log.warning("the progress of %s waits for the database (%s)", subject, type(error).__name__)
             except Exception:
                 log.exception("showing the progress of %s failed", subject)
 
@@ -173,6 +187,9 @@ class DeliveryWorker:
                     self._holding.difference_update(r.id for r in rest)
                     if rest:
                         await asyncio.to_thread(self._wait_all, rest, waited)
+        except UNREACHABLE as error:
+            # The rows left in the lane are still claimed: sent after the lease, when the database is back.
+            log.warning("delivery lane %s waits for the database (%s)", key, type(error).__name__)
         except Exception:
             log.exception("delivery lane %s failed", key)
         finally:
@@ -205,7 +222,25 @@ class DeliveryWorker:
             return DeliveryError(type(error).__name__)
 
     async def _settle(self, row: outbox.Claimed, outcome: str | DeliveryError | None) -> float | None:
-        """Record what happened; returns the seconds a platform asked to wait, if it did."""
+        """Record what happened; returns the seconds a platform asked to wait, if it did. While
+        the database cannot be reached this waits and tries again, holding the lane: the message
+        is out (or refused), and only the database's word for it is missing. Sending it again
+        would make a duplicate; forgetting the reference, a card whose counts never update."""
+        pause = 0.5
+        while True:
+            try:
+                return await self._record(row, outcome)
+            except UNREACHABLE as error:
+                log.warning(
+                    "delivery %s went out, and could not be recorded (%s); trying again in %.0f s",
+                    row.id,
+                    type(error).__name__,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, SETTLE_PAUSE_MAX)
+
+    async def _record(self, row: outbox.Claimed, outcome: str | DeliveryError | None) -> float | None:
         if isinstance(outcome, DeliveryError):
             await asyncio.to_thread(self._settle_failure, row, outcome)
             self._count(row.platform, outcome)

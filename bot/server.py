@@ -34,6 +34,7 @@ from bot.teams.platform import TeamsPlatform
 from bot.web.app import WebPage
 from handlers.context import Context
 from storage import lease, outbox
+from storage.database import UNREACHABLE
 from storage.models import Outbox
 
 log = logging.getLogger(__name__)
@@ -285,6 +286,10 @@ class Touchline:
         while not stop.is_set():
             try:
                 await self.slack.people.refresh()
+            except UNREACHABLE as error:
+                log.warning(
+                    "refreshing Slack's groups and channels waits for the database (%s)", type(error).__name__
+                )
             except Exception:
                 log.exception("refreshing Slack user groups and channel members failed; trying again later")
             with contextlib.suppress(TimeoutError):

@@ -7,13 +7,13 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from handlers import assets, digest, help, objections, pulse, signin, strategy
 from handlers.context import Actor, Context, FormErrors, PostRef, Refusal
 from handlers.ui import Reply
 from storage import inbound_events, inbox, outbox
+from storage.database import UNREACHABLE
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ EMOJI_NAMES = {
     "like": "+1",
 }
 MAX_COMMAND_TEXT = 4000
-UNREACHABLE = (
+TRY_AGAIN = (
     "Touchline cannot reach its database right now and nothing was saved. Please try again in a minute."
 )
 BROKEN = (
@@ -219,13 +219,13 @@ def _run(ctx: Context, body: Callable[[Session], Reply], receipt: int | None = N
     except FormErrors as invalid:
         settle(ctx, receipt)
         return Reply(errors=invalid.errors)
-    except (OperationalError, InterfaceError) as error:
+    except UNREACHABLE as error:
         # The database cannot be reached (or stayed locked): what came through the inbox stays
         # there and is done when it can be; anything else is the person's to try again.
         log.warning("the database could not be reached: %s", type(error).__name__)
         if receipt is not None:
             raise
-        return Reply(text=UNREACHABLE)
+        return Reply(text=TRY_AGAIN)
     except Exception:
         settle(ctx, receipt)
         reference = secrets.token_hex(4)

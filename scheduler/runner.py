@@ -28,6 +28,7 @@ from handlers.context import Context
 from handlers.organisation import Organisation
 from scheduler import jobs
 from storage import lease
+from storage.database import UNREACHABLE
 from storage.models import SchedulerRun
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ class SchedulerRunner:
         while not self._stop.is_set():
             try:
                 self.beat()
+            except UNREACHABLE as error:
+                log.warning("the scheduler waits for the database (%s)", type(error).__name__)
             except Exception:
                 log.exception("scheduler heartbeat failed; trying again")
             self._stop.wait(self.timing.heartbeat.total_seconds())
@@ -173,6 +176,8 @@ class SchedulerRunner:
                         at=self.clock(),
                     )
                 )
+        except UNREACHABLE as error:
+            log.warning("could not record the run of %s: %s", event.job_id, type(error).__name__)
         except Exception:
             log.exception("could not record the run of %s", event.job_id)
 

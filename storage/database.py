@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+# The database cannot be reached (a server gone, sessions killed, or SQLite's lock held past every
+# retry): what failed on it may be tried again once it is back; not a bug, and no stack trace.
+UNREACHABLE = (OperationalError, InterfaceError)
 
 
 def _contended(error: OperationalError) -> bool:

@@ -183,6 +183,14 @@ class FakeSlack:
                 ok=True, user_id=BOT_USER, team_id="T0TEAM0001", bot_id="B0BOT00001", user="touchline"
             )
             return answer
+        if method == "chat.update" and str(body.get("channel", "")).startswith(("U", "W")):
+            # Slack's documentation: for a direct message, a DM id (D…), not the person's user id.
+            return {"ok": False, "error": "channel_not_found"}
+        if method == "conversations.open":
+            users = str(body.get("users", ""))
+            if not users.startswith(("U", "W")) or "," in users:
+                return {"ok": False, "error": "user_not_found"}
+            return {"ok": True, "channel": {"id": "D" + users[1:]}}
         if method in ("chat.postMessage", "chat.update"):
             self._ts += 1
             ts = body.get("ts") or f"1764000000.{self._ts:06d}"

@@ -394,3 +394,35 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_a_direct_message_is_updated_in_its_dm_channel_not_at_the_person_s_user_id() -> None:
+    """Progress messages to a broadcast's sender are direct messages kept up to date: Slack's
+    chat.update wants the DM's id (D…), which the fake, like Slack, insists on."""
+    from aiohttp import ClientSession
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.platform import DeliveryError
+    from bot.slack.platform import SlackPlatform
+
+    async def main() -> None:
+        async with slack_fake.fake_slack() as fake, ClientSession() as http:
+            async with http.post(
+                f"{fake.base_url}chat.update", data={"channel": "U0LEAD0001", "ts": "1.1"}
+            ) as r:
+                assert (await r.json())["error"] == "channel_not_found"  # the fake refuses, as Slack does
+            client = AsyncWebClient(token=slack_fake.TOKEN, base_url=fake.base_url, session=http)
+            card = Card(title="📬 Delivered to 1 of 2")
+            ts = await SlackPlatform(client).send_direct("U0LEAD0001", card, delivery_id=1)
+            platform = SlackPlatform(client)  # as after a restart: the DM's id is not known yet
+            for title in ("📬 Delivered to 2 of 2", "📬 Finished."):
+                await platform.update("U0LEAD0001", ts, Card(title=title), delivery_id=2)
+            updates = fake.answered("chat.update")
+            assert [u.body["channel"] for u in updates] == ["D0LEAD0001", "D0LEAD0001"]
+            assert all(u.answer and u.answer["ok"] for u in updates)
+            assert len(fake.called("conversations.open")) == 1  # looked up once, then kept
+            fake.errors["conversations.open"] = ["user_not_found"]
+            with pytest.raises(DeliveryError):
+                await SlackPlatform(client).update("U0GONE0001", ts, card, delivery_id=3)
+
+    asyncio.run(main())

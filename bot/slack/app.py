@@ -28,7 +28,6 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bot.slack.blocks import home_view, modal, reply_message, submitted
 from bot.slack.people import SlackPeople
@@ -36,6 +35,7 @@ from handlers import home, inbound, objections
 from handlers.context import Actor, Context, PostRef
 from handlers.ui import Reply
 from storage import inbox
+from storage.database import UNREACHABLE
 
 log = logging.getLogger(__name__)
 COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline")
@@ -43,7 +43,6 @@ SHORTCUT = "log_as_objection"
 BACKLOG = 32  # acknowledged commands still being worked on, before new ones wait for room
 ROOM_WAIT = 1.5  # seconds a new one may wait for room: Slack allows 3 to acknowledge
 RESUME_EVERY = 2.0  # seconds between looks for inbox items a dead process left, and lease renewals
-UNAVAILABLE = (OperationalError, InterfaceError)  # the database cannot be reached, or stayed locked
 FRESH = 5 * 60 + 30  # seconds a signature stays valid (Slack's 5 minutes, and clock skew)
 
 
@@ -190,14 +189,14 @@ class SlackApp:
         arrived: an event is answered 503, which Slack retries; a person is told to try again."""
         try:
             item = await asyncio.to_thread(self._store, kind, key, fields)
-        except UNAVAILABLE as error:
+        except UNREACHABLE as error:
             log.warning("a Slack %s could not be stored: %s", kind, type(error).__name__)
             if kind == "reaction":
                 return web.Response(status=503, text="Touchline cannot store this now; try again.")
             if kind == "command":
-                return web.json_response({"response_type": "ephemeral", "text": inbound.UNREACHABLE})
+                return web.json_response({"response_type": "ephemeral", "text": inbound.TRY_AGAIN})
             if fields.get("response_url"):
-                self._start_task(self._respond(fields["response_url"], _ephemeral(inbound.UNREACHABLE)))
+                self._start_task(self._respond(fields["response_url"], _ephemeral(inbound.TRY_AGAIN)))
             return web.Response()
         if item is not None:  # else Slack's retry of what is stored already
             self._start(item, kind, fields)
@@ -231,13 +230,27 @@ class SlackApp:
 
     async def _perform(self, item: int | None, kind: str, fields: dict[str, Any]) -> None:
         """Do an inbox item (a few at a time): the handler marks it done in its unit of work."""
+        pause = 0.5
         try:
-            async with self._room:
-                await PERFORMERS[kind](self, fields, item)
-                if item is not None:
-                    await asyncio.to_thread(inbound.settle, self.ctx, item)
-        except UNAVAILABLE as error:
-            log.warning("a Slack %s waits in the inbox for the database: %s", kind, type(error).__name__)
+            while True:
+                try:
+                    async with self._room:
+                        await PERFORMERS[kind](self, fields, item)
+                        if item is not None:
+                            await asyncio.to_thread(inbound.settle, self.ctx, item)
+                    return
+                except UNREACHABLE as error:
+                    if item is None:
+                        raise
+                    # Its unit of work did not commit: try again once the database is back.
+                    log.warning(
+                        "a Slack %s waits for the database (%s); trying again in %.0f s",
+                        kind,
+                        type(error).__name__,
+                        pause,
+                    )
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 10.0)
         except Exception:
             # Left claimed: taken up again when its lease has run out, a few times at most.
             log.exception("a Slack %s failed; it stays in the inbox to be tried again", kind)
@@ -382,8 +395,8 @@ class SlackApp:
     async def _socket(self, ack: Callable[..., Awaitable[None]], kind: str, fields: dict[str, Any]) -> None:
         try:
             item = await asyncio.to_thread(self._store, kind, secrets.token_hex(16), fields)
-        except UNAVAILABLE:
-            await ack(text=inbound.UNREACHABLE) if kind == "command" else await ack()
+        except UNREACHABLE:
+            await ack(text=inbound.TRY_AGAIN) if kind == "command" else await ack()
             return
         await ack()
         self._start(item, kind, fields)
@@ -401,9 +414,7 @@ class SlackApp:
 
     async def _action(self, fields: dict[str, Any], receipt: int | None) -> None:
         actor = await self.people.actor(fields["user"])
-        reply = await self._call(
-            inbound.action, actor, fields["action_id"], fields["value"], receipt=receipt
-        )
+        reply = await self._call(inbound.action, actor, fields["action_id"], fields["value"], receipt=receipt)
         await self._show(
             reply,
             actor,
@@ -449,7 +460,7 @@ class SlackApp:
             kind, key, fields = taken
             try:
                 item = await asyncio.to_thread(self._store, kind, key or secrets.token_hex(16), fields)
-            except UNAVAILABLE:
+            except UNREACHABLE:
                 return
             if item is not None:
                 self._start(item, kind, fields)

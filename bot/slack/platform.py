@@ -40,6 +40,7 @@ class SlackPlatform:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
         self._channel_names: dict[str, str] = {}
+        self._direct: dict[str, str] = {}  # a person's user id -> the app's DM channel with them
 
     async def send(self, address: str, card: Card, *, delivery_id: int) -> str:
         response = await self._call(
@@ -53,18 +54,29 @@ class SlackPlatform:
         response = await self._call(
             "chat_postMessage", user_id, channel=user_id, text=fallback(card), blocks=card_blocks(card)
         )
-        await self._attach(str(response.get("channel") or user_id), card)
+        channel = str(response.get("channel") or user_id)
+        self._direct[user_id] = channel
+        await self._attach(channel, card)
         return str(response["ts"])
 
     async def update(self, address: str, message_ref: str, card: Card, *, delivery_id: int) -> None:
+        # A direct message is addressed to the person; chat.update wants the DM's own id (D…).
+        channel = await self._direct_channel(address) if address.startswith(("U", "W")) else address
         await self._call(
             "chat_update",
             address,
-            channel=address,
+            channel=channel,
             ts=message_ref,
             text=fallback(card),
             blocks=card_blocks(card),
         )
+
+    async def _direct_channel(self, user_id: str) -> str:
+        """The app's direct message with a person (conversations.open answers the existing one)."""
+        if user_id not in self._direct:
+            response = await self._call("conversations_open", user_id, users=user_id)
+            self._direct[user_id] = str(response["channel"]["id"])
+        return self._direct[user_id]
 
     async def _attach(self, channel: str, card: Card) -> None:
         """A card's picture goes up as a file in the same conversation, right after it."""

@@ -16,6 +16,7 @@ from bot.web.try_page import TryPage
 from handlers import dashboard, directory, signin
 from handlers.context import Context, Refusal
 from handlers.signin import NotSignedIn, Viewer
+from storage.database import UNREACHABLE
 
 log = logging.getLogger(__name__)
 COOKIE = "touchline_session"
@@ -78,6 +79,11 @@ class WebPage:
             if done.status < 400:
                 raise
             response = _html(message_page(done.reason, done.text or done.reason), done.status)
+        except UNREACHABLE as error:
+            log.warning("web page: the database cannot be reached (%s)", type(error).__name__)
+            response = _html(
+                message_page("Try again in a minute", "Touchline cannot reach its database right now."), 503
+            )
         except Exception:
             reference = secrets.token_hex(4)
             log.exception("web page failed (reference %s)", reference)
