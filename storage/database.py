@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -93,6 +94,12 @@ class Database:
             try:
                 yield session
                 session.commit()
+            except (OperationalError, InterfaceError) as error:
+                with contextlib.suppress(Exception):  # the connection may be gone with the server
+                    session.rollback()
+                if _unreachable(error) and not _contended(error):
+                    raise DatabaseUnreachable(type(error.orig or error).__name__) from error
+                raise
             except BaseException:
                 session.rollback()
                 raise
@@ -101,14 +108,18 @@ class Database:
         """`body` as one unit of work; started again when SQLite's write lock stayed taken past the
         busy timeout (under a flood of writers SQLite's busy handler serves no queue, so one can
         wait that long), or when PostgreSQL chose it as a deadlock's or a serialisation's loser.
-        Nothing of a failed attempt was stored: `body` may only touch the
-        database, never send."""
+        Nothing of a failed attempt was stored: `body` may only touch the database, never send.
+        A lock held past every attempt is `DatabaseUnreachable`, as an outage is."""
         for attempt in range(LOCKED_RETRIES):
             try:
                 with self.session() as session:
                     return body(session)
             except OperationalError as error:
-                if not _contended(error) or attempt == LOCKED_RETRIES - 1:
+                if not _contended(error):
+                    raise
+                if attempt == LOCKED_RETRIES - 1:
+                    if "database is locked" in str(error):
+                        raise DatabaseUnreachable("the database stayed locked") from error
                     raise
                 log.warning("the database was contended; trying again (attempt %d)", attempt + 2)
                 time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
@@ -118,12 +129,28 @@ class Database:
         self.engine.dispose()
 
 
-# The database cannot be reached (a server gone, sessions killed, or SQLite's lock held past every
-# retry): what failed on it may be tried again once it is back; not a bug, and no stack trace.
-UNREACHABLE = (OperationalError, InterfaceError)
+class DatabaseUnreachable(Exception):
+    """The database cannot be reached (its server gone, the session killed, a file that cannot be
+    opened, SQLite's lock held past every retry): what failed may be tried again once it is back.
+    Not a bug, so no stack trace; a missing table or a broken query is not this."""
 
 
-def _contended(error: OperationalError) -> bool:
+UNREACHABLE = DatabaseUnreachable
+
+
+def _unreachable(error: OperationalError | InterfaceError) -> bool:
+    if isinstance(error, InterfaceError):
+        return True
+    state = getattr(error.orig, "sqlstate", None)
+    if state:  # PostgreSQL: a connection exception, or the server shutting the session down
+        return str(state).startswith("08") or state in ("57P01", "57P02", "57P03")
+    if type(error.orig).__module__.startswith("psycopg"):
+        return True  # the client's own: the connection failed or was lost, before any answer
+    message = str(error.orig).lower()
+    return any(m in message for m in ("unable to open database", "disk i/o error", "database is locked"))
+
+
+def _contended(error: OperationalError | InterfaceError) -> bool:
     """SQLite's write lock held past the busy timeout, or PostgreSQL's deadlock or serialisation
     failure: the transaction lost a race, and starting it again is the cure."""
     if "database is locked" in str(error):
