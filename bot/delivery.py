@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from bot.metrics import Metrics
 from bot.pacing import Pacer
 from bot.platform import DeliveryError, Platform
-from handlers import messages
+from handlers import live, messages
 from handlers.context import utcnow
 from handlers.ui import Card
 from storage import outbox
@@ -203,10 +203,27 @@ class DeliveryWorker:
             for row in rows:
                 outbox.mark_retry(session, row, error="waiting: the conversation is rate limited", due_at=due)
 
+    async def _card(self, row: outbox.Claimed) -> Card:
+        """The card to send: drawn afresh for a live subject's posts and updates (a decision's
+        count as it is now), else as queued. Never from a cache: the last update of a post must
+        show the last change, and a drawing older than a change would stay on it for good."""
+        if row.kind == outbox.DIRECT or not live.is_live(row.subject):
+            return Card.from_dict(row.card)
+        try:
+            card = await asyncio.to_thread(self._draw, row.subject)
+        except Exception as error:  # the card as queued is still right, if older
+            log.warning("could not draw %s afresh: %s", row.subject, type(error).__name__)
+            card = None
+        return card or Card.from_dict(row.card)
+
+    def _draw(self, subject: str) -> Card | None:
+        with self.db.session() as session:
+            return live.current_card(session, subject)
+
     async def _send(self, row: outbox.Claimed) -> str | DeliveryError | None:
         """Send one row: the platform's message reference, or why it failed."""
         platform = self.platforms[row.platform]
-        card = Card.from_dict(row.card)
+        card = await self._card(row)
         try:
             if row.kind == outbox.UPDATE:
                 assert row.message_ref is not None

@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from handlers import directory, forms, messages, numbered
@@ -289,18 +290,22 @@ def acknowledgement_count(session: Session, decision_id: int) -> tuple[int, int]
 
 def acknowledge(session: Session, ctx: Context, actor: Actor, decision_id: str) -> Reply:
     """*Got it*: one acknowledgement per person and decision; pressing again changes nothing."""
-    decision = _find(session, decision_id, lock=True)
+    # The decision row is not locked: presses from a crowd must not queue behind each other. The
+    # unique (decision, person) pair settles two presses of one person at once, and the posts'
+    # count is drawn when their update is sent (handlers/live.py), not here.
+    decision = _find(session, decision_id)
     _require_active(session, decision)
     assert decision.id is not None
-    existing = session.exec(
-        select(Acknowledgement).where(
-            Acknowledgement.decision_id == decision.id, Acknowledgement.person_id == actor.person_id
-        )
-    ).first()
-    if existing:
+    existing = _acknowledgement(session, decision.id, actor.person_id)
+    if existing is None:
+        now = ctx.now()
+        try:
+            with session.begin_nested():
+                session.add(Acknowledgement(decision_id=decision.id, person_id=actor.person_id, at=now))
+        except IntegrityError:
+            existing = _acknowledgement(session, decision.id, actor.person_id)
+    if existing is not None:
         return Reply(text=f"You already acknowledged “{decision.title}” on {existing.at.date().isoformat()}.")
-    now = ctx.now()
-    session.add(Acknowledgement(decision_id=decision.id, person_id=actor.person_id, at=now))
     _refresh(session, ctx, decision)
     acknowledged, members = acknowledgement_count(session, decision.id)
     return Reply(
@@ -309,9 +314,17 @@ def acknowledge(session: Session, ctx: Context, actor: Actor, decision_id: str) 
     )
 
 
+def _acknowledgement(session: Session, decision_id: int, person_id: int) -> Acknowledgement | None:
+    return session.exec(
+        select(Acknowledgement).where(
+            Acknowledgement.decision_id == decision_id, Acknowledgement.person_id == person_id
+        )
+    ).first()
+
+
 def withdraw_acknowledgement(session: Session, ctx: Context, actor: Actor, decision_id: str) -> Reply:
     """Undo *Got it* (the ✅ reaction was removed)."""
-    decision = _find(session, decision_id, lock=True)
+    decision = _find(session, decision_id)
     assert decision.id is not None
     existing = session.exec(
         select(Acknowledgement).where(
@@ -327,13 +340,20 @@ def withdraw_acknowledgement(session: Session, ctx: Context, actor: Actor, decis
 
 
 def _refresh(session: Session, ctx: Context, decision: Decision) -> None:
+    """The decision's count changed: its posts are updated, drawn afresh when sent."""
     session.flush()
-    outbox.refresh_posts(
-        session,
-        subject=_subject(decision),
-        card=decision_card(session, decision).to_dict(),
-        now=ctx.now(),
+    outbox.mark_changed(
+        session, subject=_subject(decision), card=decision_card(session, decision).to_dict(), now=ctx.now()
     )
+
+
+def current_card(session: Session, decision_id: str) -> Card | None:
+    """An active decision's card as it is now, for a post or update about to be sent; None for
+    one no longer active, whose posts carry the card they were given (superseded, …)."""
+    decision = session.get(Decision, int(decision_id)) if decision_id.isdigit() else None
+    if decision is None or decision.status != ACTIVE:
+        return None
+    return decision_card(session, decision)
 
 
 # --- questions, concerns, answers ------------------------------------------------------

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import and_, func, insert, literal, or_, update
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from storage.models import Outbox
@@ -43,6 +44,58 @@ def enqueue(
     )
     session.add(row)
     return row
+
+
+def mark_changed(session: Session, *, subject: str, card: dict[str, Any], now: datetime) -> None:
+    """`subject`'s channel posts show something that changed, and the delivery worker draws their
+    card afresh when it sends (handlers/live.py): each post already out gets one pending update
+    unless it has one. Nothing else is written, so that many changes at once (a crowd pressing
+    *Got it* on a decision in 200 channels) neither rewrite every post's card nor queue behind
+    each other: a post has at most one update on its way and one pending, and the pending one
+    carries the latest when it goes. One statement, however many channels; `card` is only what
+    the new rows hold until then."""
+    waiting = select(Outbox.updates_id).where(
+        col(Outbox.kind) == UPDATE,
+        col(Outbox.status) == PENDING,
+        col(Outbox.subject) == subject,
+        col(Outbox.updates_id).is_not(None),
+    )
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    out = select_columns(
+        literal(UPDATE),
+        table.c.platform,
+        table.c.address,
+        literal(card, table.c.card.type),
+        literal(subject),
+        table.c.id,
+        literal(PENDING),
+        literal(0),
+        literal(now, table.c.due_at.type),
+        literal(now, table.c.created_at.type),
+    ).where(
+        col(Outbox.subject) == subject,
+        col(Outbox.kind) == POST,
+        col(Outbox.status).in_([SENDING, SENT]),
+        col(Outbox.id).not_in(waiting),
+    )
+    session.flush()
+    session.execute(
+        insert(Outbox).from_select(
+            [
+                "kind",
+                "platform",
+                "address",
+                "card",
+                "subject",
+                "updates_id",
+                "status",
+                "attempts",
+                "due_at",
+                "created_at",
+            ],
+            out,
+        )
+    )
 
 
 def refresh_posts(
@@ -165,11 +218,20 @@ def claim_due(session: Session, *, platforms: Sequence[str], now: datetime, limi
         .order_by(col(Outbox.id))
         .limit(limit * 4)
     ).all()
+    # Two changes at once may each have queued an update of one post (mark_changed takes no
+    # lock): the newest is claimed, the others are settled as carried by it.
+    newest: dict[int, int] = {}
+    for row in rows:
+        if row.kind == UPDATE and row.updates_id is not None and row.id is not None:
+            newest[row.updates_id] = max(newest.get(row.updates_id, 0), row.id)
     claimed: list[Claimed] = []
     for row in rows:
         if len(claimed) >= limit:
             break
         assert row.id is not None
+        if row.kind == UPDATE and row.updates_id is not None and newest[row.updates_id] != row.id:
+            _finish(session, row.id, status=SENT, now=now, error="carried by a later update of the post")
+            continue
         message_ref = None
         if row.kind == UPDATE:
             original = session.get(Outbox, row.updates_id)

@@ -1,0 +1,138 @@
+"""A crowd pressing *Got it* (issue 17): presses on one decision do not wait for each other, and each
+post gets one update on its way and at most one pending, showing the count when it is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlmodel import Session, col, select
+
+from bot.config import parse_organisation_text
+from bot.delivery import DeliveryWorker
+from handlers import directory, inbound, setup, strategy
+from handlers.context import Context
+from storage import outbox
+from storage.database import Database
+from storage.models import Decision, Outbox
+from tests.fakes import Clock, RecordingPlatform, rows
+
+CHANNELS = [f"console:#sales-{n:02d}" for n in range(20)]
+REPS = 60
+MEMBERS = ", ".join(f"rep{i}" for i in range(REPS))
+ORG = (
+    "organisation: {name: Crowd Co}\n"
+    "people:\n  lead: {name: Lena Leader}\n"
+    + "".join(f"  rep{i}: {{name: Rep {i}}}\n" for i in range(REPS))
+    + "roles: {leader: [lead]}\n"
+    + f"audiences: {{field: {{targets: [{', '.join(CHANNELS)}], members: [{MEMBERS}]}}}}\n"
+)
+
+
+@pytest.fixture
+def crowd(db: Database, clock: Clock) -> Context:
+    ctx = Context(db=db, org=parse_organisation_text(ORG), clock=clock)
+    setup.apply(ctx)
+    return ctx
+
+
+def announced(ctx: Context) -> Decision:
+    lead = directory.console_actor(ctx, "lead")
+    form = inbound.command(ctx, lead, "strategy", "").form
+    assert form is not None
+    values = {
+        "title": "Mid-market first",
+        "decision": "Lead with the mid-market tier.",
+        "why": "Twice the win rate.",
+        "reps_may": "15% on 3-year deals",
+        "reps_may_not": "discount the platform fee",
+        "effective_on": "2026-12-01",
+        "audiences": ["field"],
+        **form.state,
+    }
+    assert not inbound.submit(ctx, lead, form.form_id, values).errors
+    return rows(ctx.db, Decision)[-1]
+
+
+def deliver(ctx: Context, platform: RecordingPlatform) -> None:
+    asyncio.run(DeliveryWorker(ctx.db, {"console": platform}, clock=ctx.clock).drain())
+
+
+def test_a_press_does_not_wait_for_another_press_on_the_same_decision(
+    postgres_url: str, clock: Clock
+) -> None:
+    """On PostgreSQL, where a row lock would make it wait: one press's transaction is held open
+    while another person's press on the same decision goes through."""
+    db = Database.from_url(postgres_url)
+    ctx = Context(db=db, org=parse_organisation_text(ORG), clock=clock)
+    setup.apply(ctx)
+    decision = announced(ctx)
+    deliver(ctx, RecordingPlatform())
+    first, second = directory.console_actor(ctx, "rep1"), directory.console_actor(ctx, "rep2")
+    with Session(db.engine) as held:
+        strategy.acknowledge(held, ctx, first, str(decision.id))
+        held.flush()
+        done = threading.Event()
+
+        def press() -> None:
+            inbound.action(ctx, second, strategy.ACK, str(decision.id))
+            done.set()
+
+        threading.Thread(target=press, daemon=True).start()
+        went_through = done.wait(timeout=10)
+        held.commit()
+    assert went_through, "the second press waited for the first one's transaction"
+    done.wait(timeout=10)
+    with db.session() as session:
+        assert strategy.acknowledgement_count(session, decision.id or 0)[0] == 2
+    db.dispose()
+
+
+def test_a_crowd_of_presses_leaves_each_post_one_update_showing_the_last_count(crowd: Context) -> None:
+    decision = announced(crowd)
+    platform = RecordingPlatform()
+    deliver(crowd, platform)
+    assert len([s for s in platform.transcript if s.address.startswith("#")]) == len(CHANNELS)
+    reps = [directory.console_actor(crowd, f"rep{i}") for i in range(REPS)]
+    with ThreadPoolExecutor(max_workers=6) as pool:  # presses at once, as from a crowd
+        replies = list(pool.map(lambda rep: inbound.action(crowd, rep, strategy.ACK, str(decision.id)), reps))
+    assert all("Thanks" in reply.text for reply in replies), [
+        r.text for r in replies if "Thanks" not in r.text
+    ]
+    with crowd.db.session() as session:
+        pending = session.exec(
+            select(Outbox.updates_id).where(
+                col(Outbox.subject) == f"decision:{decision.id}",
+                col(Outbox.kind) == outbox.UPDATE,
+                col(Outbox.status) == outbox.PENDING,
+            )
+        ).all()
+    # Presses at once may each queue one (no lock is taken); never one per press and post.
+    assert len(pending) < REPS * len(CHANNELS) // 4, len(pending)
+    assert set(pending) == {
+        p.id for p in rows(crowd.db, Outbox, subject=f"decision:{decision.id}", kind="post")
+    }
+    before = len(platform.transcript)
+    deliver(crowd, platform)
+    updates = [s for s in platform.transcript[before:] if s.address.startswith("#")]
+    assert sorted(u.address for u in updates) == sorted(c.removeprefix("console:") for c in CHANNELS)
+    assert all(f"acknowledged by {REPS} of {REPS}" in json.dumps(u.card.to_dict()) for u in updates)
+    with crowd.db.session() as session:
+        assert strategy.acknowledgement_count(session, decision.id or 0)[0] == REPS
+
+
+def test_the_same_person_pressing_twice_at_once_is_counted_once(crowd: Context) -> None:
+    decision = announced(crowd)
+    deliver(crowd, RecordingPlatform())
+    rep = directory.console_actor(crowd, "rep7")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        replies = list(
+            pool.map(lambda _: inbound.action(crowd, rep, strategy.ACK, str(decision.id)), range(8))
+        )
+    assert sum("Thanks" in r.text for r in replies) == 1
+    assert sum("already acknowledged" in r.text for r in replies) == 7
+    with crowd.db.session() as session:
+        assert strategy.acknowledgement_count(session, decision.id or 0)[0] == 1
