@@ -1,10 +1,16 @@
-"""What logging an objection costs as the month fills up, and what marketing's list costs.
+"""What logging an objection costs with 1k, 10k and 100k objections in the last 30 days.
 
-    .venv/bin/python -m benchmarks.objections_at_scale [--objections 5000] [--reps 400]
-                                                      [--database-url postgresql://...]
+    .venv/bin/python -m benchmarks.objections_at_scale [--history 1000,10000,100000] [--samples 200]
+                                                      [--reps 400] [--postgres]
 
-Each new objection is themed and compared with every objection of its theme from the last
-30 days, so its cost grows with that number; this prints how. Prints figures, asserts nothing.
+For each size of history a fresh database gets that many objections spread over the last 30
+days (five themes, grouped as Touchline groups them, written in bulk: logging 100,000 one by
+one would take the old code hours), and then `--samples` more are logged through `/objection`
+and timed. Beside the time it prints the objection rows each `/objection` reads (counted on a
+few more, untimed): a new objection is compared with a bounded number of its theme's recent
+objections and groups, so both should stay flat as the month fills up. It also times
+marketing's `/objection list` (which reads the whole month by design) and, on the largest
+history, theming against many themes heard lately. Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
@@ -12,18 +18,22 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import select
+from sqlalchemy import Select, bindparam, event, func, update
+from sqlalchemy.orm import ORMExecuteState
+from sqlmodel import Session, col, select
 
 from benchmarks import common
-from handlers import directory, inbound, setup
-from handlers.context import Context
+from handlers import directory, inbound, matching, setup
+from handlers.context import Actor, Context
 from handlers.organisation import parse_organisation
 from storage.database import Database
-from storage.models import Theme
+from storage.models import Objection, Theme
 
 SAYINGS = {
     "price": [
@@ -32,12 +42,28 @@ SAYINGS = {
         "{c} quoted {n}% less",
         "the price went up again",
     ],
-    "competitor": ["{c} already runs their reporting", "switching from {c} is too much work", "{c} has it"],
+    "competitor": [
+        "{c} already runs their reporting",
+        "switching from {c} is too much work",
+        "{c} already has it",
+    ],
     "security": ["no SOC2 report yet", "data residency in the EU is a must", "their security review failed"],
     "integration": ["no connector for SAP", "the Salesforce sync is one-way", "API rate limits too low"],
     "timing": ["budget freeze until next quarter", "not now, maybe next year", "they wait for the reorg"],
 }
 COMPETITORS = ["Acme", "Globex", "Initech"]
+MONTH = timedelta(days=30)
+COUNTED = 20  # untimed /objection commands whose reads are counted
+LISTS = 3
+CHUNK = 5000
+
+
+@dataclass
+class Figures:
+    history: int
+    timings: list[float]
+    rows_read: list[int]
+    lists: list[float]
 
 
 def organisation(reps: int) -> dict[str, Any]:
@@ -61,65 +87,178 @@ def organisation(reps: int) -> dict[str, Any]:
 
 
 def saying(rng: random.Random) -> str:
+    return detailed(rng, plain(rng))
+
+
+def plain(rng: random.Random) -> str:
     template = rng.choice(rng.choice(list(SAYINGS.values())))
     return template.format(c=rng.choice(COMPETITORS), n=rng.randint(10, 40)) + rng.choice(["", "!", " (CFO)"])
 
 
+def detailed(rng: random.Random, said: str) -> str:
+    """Half of what reps write carries a detail of its own, as free text does: a month holds tens
+    of thousands of different texts, not the few hundred the plain sayings make."""
+    return f"{said}, deal {rng.randint(1000, 999_999)}" if rng.random() < 0.5 else said
+
+
 def main() -> None:
-    arguments = common.parser(__doc__)
-    arguments.add_argument("--objections", type=int, default=5000)
+    arguments = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    arguments.add_argument("--history", default="1000,10000,100000", help="sizes, comma-separated")
+    arguments.add_argument("--samples", type=int, default=200)
     arguments.add_argument("--reps", type=int, default=400)
+    arguments.add_argument("--postgres", action="store_true", help="the local PostgreSQL, not SQLite")
     args = arguments.parse_args()
-    with common.database(args.database_url) as db:
-        run(db, args)
+    sizes = [int(size) for size in args.history.split(",")]
+    print(f"{args.samples} × /objection <text> from {args.reps} reps, five themes, after each history")
+    figures = []
+    for size in sizes:
+        with fresh(args.postgres, f"objections_{size}") as db:
+            figures.append(measure(db, args, size, last=size == sizes[-1]))
+    table(figures)
 
 
-def run(db: Database, args: argparse.Namespace) -> None:
-    start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-    now = [start]
+@contextmanager
+def fresh(postgres: bool, name: str) -> Iterator[Database]:
+    with common.empty_database_url(postgres, name) as url:
+        db = Database.from_url(url)
+        try:
+            yield db
+        finally:
+            db.dispose()
+
+
+def measure(db: Database, args: argparse.Namespace, size: int, *, last: bool) -> Figures:
+    now = [datetime(2026, 12, 1, 8, 0, tzinfo=UTC)]
     ctx = Context(db=db, org=parse_organisation(organisation(args.reps)), clock=lambda: now[0])
     setup.apply(ctx)
     reps = [directory.console_actor(ctx, f"rep{i}") for i in range(args.reps)]
-    marketer = directory.console_actor(ctx, "mia")
     rng = random.Random(7)
-    step = timedelta(days=30) / args.objections  # the whole month's objections, evenly spread
-    print(f"{args.objections} objections from {args.reps} reps over 30 days, 5 themes")
+    began = time.perf_counter()
+    seed(ctx, reps, rng, size, now[0])
+    print(f"{size:,} objections written in {time.perf_counter() - began:.1f} s")
 
-    checkpoints = {args.objections // 10, args.objections // 2, args.objections}
-    window: list[float] = []
-    for n in range(1, args.objections + 1):
+    def log() -> str:
+        now[0] += timedelta(seconds=1)
+        return inbound.command(ctx, rng.choice(reps), "objection", saying(rng)).text
+
+    timings = []
+    for _ in range(args.samples):
         began = time.perf_counter()
-        reply = inbound.command(ctx, rng.choice(reps), "objection", saying(rng))
-        window.append((time.perf_counter() - began) * 1000)
-        assert "Recorded" in reply.text, reply.text
-        now[0] += step
-        if n in checkpoints:
-            print(f"  /objection <text> around objection {n}: {common.percentiles(window[-200:])}")
+        assert "Recorded" in (said := log()), said
+        timings.append((time.perf_counter() - began) * 1000)
+    rows_read = []
+    for _ in range(COUNTED):
+        with counting_objection_rows() as read:
+            log()
+        rows_read.append(read())
+    marketer = directory.console_actor(ctx, "mia")
     lists = []
-    for _ in range(20):
+    for _ in range(LISTS):
         began = time.perf_counter()
         inbound.command(ctx, marketer, "objection", "list")
         lists.append((time.perf_counter() - began) * 1000)
-    print(f"/objection list over the month (marketer): {common.percentiles(lists)}")
-    began = time.perf_counter()
-    inbound.command(ctx, marketer, "objection", "list price")
-    print(f"/objection list price: {(time.perf_counter() - began) * 1000:.0f} ms")
-    with db.session() as session:
-        print(f"themes after the month: {session.exec(select(func.count()).select_from(Theme)).one()}")
+    print(f"  /objection <text>: {common.percentiles(timings)}; list: {common.percentiles(lists)}")
+    if last:
+        many_themes(ctx, reps, rng)
+    return Figures(size, timings, rows_read, lists)
 
-    # Text that shares nothing starts a theme of its own: with many such themes heard lately,
-    # every new objection is compared with each of them (at most 500).
+
+def seed(ctx: Context, reps: list[Actor], rng: random.Random, size: int, now: datetime) -> None:
+    """`size` objections over the month before `now`, oldest first, themed by the taxonomy's cue
+    words and grouped as `objections.group_for` groups them one by one, but by their plain
+    saying (the details left out): comparing each with every text before it is quadratic."""
+    with ctx.db.session() as session:
+        themes = {t.key: t.id for t in session.exec(select(Theme)) if t.key and t.id is not None}
+        cues = {key: ctx.org.objections.themes[key] for key in ctx.org.objections.themes}
+        founders: dict[tuple[int, str], str] = {}  # (theme, text) -> the text that started its group
+        known: dict[int, list[matching.Candidate]] = {}
+        rows, keys = [], []
+        for i in range(size):
+            said = plain(rng)
+            text = detailed(rng, said)
+            theme_id = themes[matching.theme_of(said, cues)]
+            if (theme_id, said) not in founders:
+                match = matching.best_match(said, known.setdefault(theme_id, []))
+                founders[theme_id, said] = founders[theme_id, match.text] if match else said
+                known[theme_id].append(matching.Candidate(len(known[theme_id]), 0, said))
+            at = now - MONTH + MONTH * (i + 0.5) / size
+            reporter = rng.choice(reps).person_id
+            rows.append(Objection(text=text, theme_id=theme_id, reporter_id=reporter, created_at=at))
+            keys.append((theme_id, founders[theme_id, said]))
+        group_ids: dict[tuple[int, str], int] = {}
+        for start in range(0, size, CHUNK):
+            session.add_all(rows[start : start + CHUNK])
+            session.flush()  # their ids: a group is named after its first objection
+        for row, key in zip(rows, keys, strict=True):
+            assert row.id is not None
+            group_ids.setdefault(key, row.id)
+        change = (
+            update(Objection).where(col(Objection.id) == bindparam("row")).values(group_id=bindparam("group"))
+        )
+        session.connection().execute(
+            change, [{"row": row.id, "group": group_ids[key]} for row, key in zip(rows, keys, strict=True)]
+        )
+        session.commit()
+
+
+@contextmanager
+def counting_objection_rows() -> Iterator[Callable[[], int]]:
+    """Count the rows that statements reading the objection table return, in any session."""
+    counted = [0]
+
+    def on_execute(state: ORMExecuteState) -> Any:
+        statement = state.statement
+        if not isinstance(statement, Select) or "objection" not in {
+            getattr(table, "name", "") for table in statement.get_final_froms()
+        }:
+            return None
+        frozen = state.invoke_statement().freeze()
+        counted[0] += len(frozen.data)
+        return frozen()
+
+    event.listen(Session, "do_orm_execute", on_execute)
+    try:
+        yield lambda: counted[0]
+    finally:
+        event.remove(Session, "do_orm_execute", on_execute)
+
+
+def many_themes(ctx: Context, reps: list[Actor], rng: random.Random) -> None:
+    """Text that shares nothing starts a theme of its own: with many such themes heard lately,
+    every new objection is compared with each of them (at most 500)."""
     vocabulary = [f"{a}{b}" for a in ("zor", "qua", "vex", "lum", "dri", "pol") for b in range(80)]
     for _ in range(600):
         inbound.command(ctx, rng.choice(reps), "objection", " ".join(rng.sample(vocabulary, 4)))
-    with db.session() as session:
+    with ctx.db.session() as session:
         found = session.exec(select(func.count()).select_from(Theme)).one()
     timings = []
     for _ in range(200):
         began = time.perf_counter()
         inbound.command(ctx, rng.choice(reps), "objection", saying(rng))
         timings.append((time.perf_counter() - began) * 1000)
-    print(f"/objection <text> with {found} themes heard lately: {common.percentiles(timings)}")
+    print(f"  /objection <text> with {found} themes heard lately: {common.percentiles(timings)}")
+
+
+def table(figures: list[Figures]) -> None:
+    print("\n history | /objection p50 |      p95 | mean ms | objection rows read | /objection list p50")
+    for f in figures:
+        mean = sum(f.timings) / len(f.timings)
+        rows = f"{min(f.rows_read)}–{max(f.rows_read)}"
+        print(
+            f"{f.history:>8,} | {median(f.timings):>11.1f} ms | {percentile(f.timings, 0.95):>5.1f} ms "
+            f"| {mean:>7.1f} | {rows:>19} | {median(f.lists):>16.0f} ms"
+        )
+
+
+def median(samples: list[float]) -> float:
+    return percentile(samples, 0.5)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1)))]
 
 
 if __name__ == "__main__":

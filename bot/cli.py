@@ -115,6 +115,12 @@ def serve_command(
             "--no-console", help="Without credentials: serve the web page only, no terminal session."
         ),
     ] = False,
+    no_worker: Annotated[
+        bool,
+        typer.Option(
+            "--no-worker", help="Leave delivering messages to `touchline worker`, a process of its own."
+        ),
+    ] = False,
 ) -> None:
     """Run Touchline: its server for Slack and Teams when their credentials are set, else the
     console here, with the web page (try it, the dashboard) beside it, and the Teams endpoint for
@@ -122,7 +128,7 @@ def serve_command(
     settings = settings_or_exit(config)
     env = settings.env
     if env.slack_configured or env.teams_configured or no_console:
-        _serve(settings)
+        _serve(settings, deliver=not no_worker)
         return
     typer.echo(
         f"Touchline for {settings.org.organisation.name}: no chat platform is connected, "
@@ -275,7 +281,7 @@ def digest_command(
             chart.write_bytes(digest.chart(result, timezone).png)
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, *, deliver: bool = True) -> None:
     env = settings.env
     logs.configure(env.log_level, env.log_format)
     try:
@@ -300,13 +306,49 @@ def _serve(settings: Settings) -> None:
                 typer.echo(EMULATOR.format(address=address), err=True)
             typer.echo(web_line(touchline, address))
 
-        await touchline.run(stop, on_ready=ready)
+        await touchline.run(stop, on_ready=ready, deliver=deliver)
 
     runner.start()
     try:
         asyncio.run(main())
     except OSError as error:
         fail(f"Cannot listen on {touchline.host}:{env.port}: {error.strerror}. Set HOST and PORT.")
+    finally:
+        runner.stop()
+        ctx.db.dispose()
+
+
+@app.command("worker")
+def worker_command(
+    config: Annotated[Path | None, typer.Option(help="app.yaml (default: TOUCHLINE_CONFIG)")] = None,
+) -> None:
+    """Deliver messages (and take up work a stopped server left) without serving: beside
+    `touchline serve --no-worker`, so that a broadcast does not slow the answers to Slack and
+    Teams. Several may run on one PostgreSQL."""
+    settings = settings_or_exit(config)
+    env = settings.env
+    logs.configure(env.log_level, env.log_format)
+    try:
+        ctx = build_context(settings)
+    except (DatabaseNotReady, ConfigError) as error:
+        fail(str(error))
+    touchline = Touchline.build(ctx, env)
+    if not touchline.platforms:
+        fail("Nothing to deliver to: set Slack's or Teams' credentials (touchline check says which).")
+    runner = SchedulerRunner(ctx)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        typer.echo(
+            f"Touchline's worker for {settings.org.organisation.name} delivers to "
+            f"{', '.join(sorted(touchline.platforms))}."
+        )
+        await touchline.work(stop)
+
+    runner.start()
+    try:
+        asyncio.run(main())
     finally:
         runner.stop()
         ctx.db.dispose()

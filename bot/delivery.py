@@ -24,6 +24,7 @@ from storage.models import Outbox
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY = 1.0  # seconds between two refreshes of one broadcast's progress message
+STOP_WAIT = 5.0  # seconds a stopping worker waits for its lanes to finish what they are sending
 SETTLE_PAUSE_MAX = 10.0  # seconds, at most, between two tries to record a delivery while the database is away
 QUIET = ("progress:", "failure:")  # messages about messages have no progress of their own
 
@@ -62,6 +63,8 @@ class DeliveryWorker:
         default=0.0, init=False
     )  # time.monotonic() of the next claim, after a failed one
     _claim_pause: float = field(default=0.0, init=False)
+    _stopping: bool = field(default=False, init=False)
+    _on_the_way: set[int] = field(default_factory=set, init=False)  # being sent right now
 
     @property
     def busy(self) -> int:
@@ -109,7 +112,34 @@ class DeliveryWorker:
                     await asyncio.wait(set(self._lanes.values()), timeout=0.05)
                 await self._show_progress()
         finally:
-            await self._settled()
+            await self._stop()
+
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def _stop(self) -> None:
+        """Stopping: each lane finishes the message it is sending (a message half sent cannot be
+        taken back) and takes no next one; what was claimed and not begun is handed back. A lane
+        still waiting after STOP_WAIT (its pace, a Retry-After) is cancelled; only a message on
+        its way then may go out again after the lease."""
+        self._stopping = True
+        if self._lanes:
+            await asyncio.wait(set(self._lanes.values()), timeout=STOP_WAIT)
+        for lane in list(self._lanes.values()):
+            lane.cancel()
+        if self._lanes:
+            await asyncio.wait(set(self._lanes.values()), timeout=STOP_WAIT)
+        left = sorted(self._holding - self._on_the_way)
+        if left:
+            try:
+                await asyncio.to_thread(self._release, left)
+                log.info("%d deliveries handed back for the next worker", len(left))
+            except Exception as error:
+                log.warning("could not hand %d deliveries back: %s", len(left), type(error).__name__)
+
+    def _release(self, ids: list[int]) -> None:
+        with self.db.session() as session:
+            outbox.release(session, ids)
 
     async def _claim_more(self, limit: int) -> int:
         now = self.clock()
@@ -166,17 +196,22 @@ class DeliveryWorker:
             self._slots = asyncio.Semaphore(self.concurrency)
         queue = self._queues[key]
         try:
-            while queue:
-                row = queue.popleft()
+            while queue and not self._stopping:
+                row = queue[0]
                 if self.pacer is not None:
                     await self.pacer.ready(row.platform, row.address)
                 async with self._slots:
                     if self.pacer is not None:
                         await self.pacer.wait_turn(row.platform, row.address)
+                    if self.stopping():  # while it waited for its turn
+                        break
+                    queue.popleft()
+                    self._on_the_way.add(row.id)
                     outcome = await self._send(row)
                 # Settling is the database's part: it does not hold a sending slot.
                 waited = await self._settle(row, outcome)
                 self._holding.discard(row.id)
+                self._on_the_way.discard(row.id)
                 if row.kind != outbox.UPDATE and row.subject and not row.subject.startswith(QUIET):
                     self._unshown.add(row.subject)
                 if waited is not None:
@@ -193,7 +228,8 @@ class DeliveryWorker:
         except Exception:
             log.exception("delivery lane %s failed", key)
         finally:
-            self._holding.difference_update(r.id for r in self._queues.get(key, ()))
+            if not self._stopping:  # stopping, what is left is handed back (_stop)
+                self._holding.difference_update(r.id for r in self._queues.get(key, ()))
             self._queues.pop(key, None)
             self._lanes.pop(key, None)
 

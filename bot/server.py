@@ -170,7 +170,7 @@ class Touchline:
 
     def _health(self) -> dict[str, object]:
         now = self.ctx.now()
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read() as session:  # reads only: on SQLite it waits for no writer
             session.execute(text("SELECT 1"))
             oldest = session.exec(
                 select(func.min(Outbox.created_at)).where(
@@ -185,10 +185,40 @@ class Touchline:
             "platforms": sorted(self.platforms),
         }
 
+    async def work(self, stop: asyncio.Event) -> None:
+        """`touchline worker`: until `stop`, deliver the outbox and take up inbox items that a
+        dead process left, without serving anything, so that a broadcast's sending does not share
+        a process with the acknowledgements."""
+        threads = ThreadPoolExecutor(max_workers=self.ctx.org.delivery.concurrency + 8)
+        asyncio.get_running_loop().set_default_executor(threads)
+        if self.slack is not None:
+            self.slack.http()
+        tasks = [asyncio.create_task(self.worker().run_forever(stop))]
+        if self.slack is not None:
+            tasks.append(asyncio.create_task(self.slack.keep_inbox(stop)))
+        try:
+            await stop.wait()
+        finally:
+            if self.slack is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.slack.settled(), timeout=self.env.shutdown_grace)
+                await self.slack.let_go()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.close()
+
     async def run(
-        self, stop: asyncio.Event, *, on_ready: Callable[[str], Awaitable[None]] | None = None
+        self,
+        stop: asyncio.Event,
+        *,
+        on_ready: Callable[[str], Awaitable[None]] | None = None,
+        deliver: bool = True,
     ) -> None:
-        """Serve until `stop` is set: the web server, the delivery worker, and each platform's upkeep."""
+        """Serve until `stop` is set: the web server, the delivery worker (unless `deliver` is
+        False: `touchline worker` runs it), and each platform's upkeep."""
         # Database work and the Teams client's requests run in threads: enough of them for the
         # sends under way at once (asyncio's default is a handful on a small machine).
         threads = ThreadPoolExecutor(max_workers=self.ctx.org.delivery.concurrency + 8)
@@ -201,8 +231,7 @@ class Touchline:
             await on_ready(address)
         if self.slack is not None:
             self.slack.http()  # the Web API client and the replies share one session from the start
-        worker = self.worker()
-        tasks = [asyncio.create_task(worker.run_forever(stop))]
+        tasks = [asyncio.create_task(self.worker().run_forever(stop))] if deliver else []
         socket_mode = None
         if self.slack is not None:
             tasks.append(asyncio.create_task(self._keep_fresh(stop)))

@@ -302,6 +302,9 @@ def identify(
     """
 
     name = visible_name(name)
+    known = _known_actor(ctx, platform, user_id, name=name, email=email, timezone=timezone)
+    if known is not None:
+        return known
 
     def unit(session: Session) -> Actor:
         person = _person_for_identity(session, platform, user_id)
@@ -320,20 +323,52 @@ def identify(
         person.home_platform = platform
         session.add(person)
         session.flush()
-        assert person.id is not None
-        identities = session.exec(select(Identity).where(Identity.person_id == person.id)).all()
-        groups = groups_of(session, [person.id]).get(person.id, [])
-        return Actor(
-            platform=platform,
-            user_id=user_id,
-            name=person.name,
-            person_id=person.id,
-            roles=roles_of(ctx.org, person, identities, groups),
-            timezone=person.timezone or timezone or ctx.org.organisation.timezone,
-        )
+        return _actor(ctx, session, person, platform, user_id, timezone)
 
-    # Every command and action starts here: on SQLite, again if the write lock stayed taken.
+    # Someone new, or changed: on SQLite, again if the write lock stayed taken.
     return ctx.db.run(unit)
+
+
+def _known_actor(
+    ctx: Context, platform: str, user_id: str, *, name: str | None, email: str | None, timezone: str | None
+) -> Actor | None:
+    """The `Actor` for a person `identify` would leave as stored, read without a write lock (every
+    command, button and reaction starts with identify; on SQLite, taking the write lock each time
+    queued them all behind any writer); None when identify has something to write."""
+    with ctx.db.read() as session:
+        person = _person_for_identity(session, platform, user_id)
+        if person is None or not _unchanged(person, platform, name=name, email=email, timezone=timezone):
+            return None
+        return _actor(ctx, session, person, platform, user_id, timezone)
+
+
+def _unchanged(
+    person: Person, platform: str, *, name: str | None, email: str | None, timezone: str | None
+) -> bool:
+    """Whether identify's unit of work would store this person as they are."""
+    if person.home_platform != platform:
+        return False
+    if person.from_config:
+        return True  # app.yaml names configured people; what the platform says is not kept
+    given = {"name": name, "email": email, "timezone": timezone}
+    # As in the unit: a value the platform left out (or empty) keeps the stored one.
+    return all(not value or value == getattr(person, field) for field, value in given.items())
+
+
+def _actor(
+    ctx: Context, session: Session, person: Person, platform: str, user_id: str, timezone: str | None
+) -> Actor:
+    assert person.id is not None
+    identities = session.exec(select(Identity).where(Identity.person_id == person.id)).all()
+    groups = groups_of(session, [person.id]).get(person.id, [])
+    return Actor(
+        platform=platform,
+        user_id=user_id,
+        name=person.name,
+        person_id=person.id,
+        roles=roles_of(ctx.org, person, identities, groups),
+        timezone=person.timezone or timezone or ctx.org.organisation.timezone,
+    )
 
 
 def console_actor(ctx: Context, person_key: str) -> Actor:

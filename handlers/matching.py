@@ -49,6 +49,10 @@ SUFFIXES = (
     "e",
 )
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# A new objection is compared with a few hundred representatives of its theme at most (see
+# objections.representatives): keep the words of those of about ten busy themes, no more. An
+# entry with its trigrams is about 5 kB; the 20,000 once kept for whole months took 100 MB.
+CACHED_TEXTS = 4096
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class Candidate:
     text: str
 
 
-@lru_cache(maxsize=20_000)  # every new objection is compared with the month's: keep their words
+@lru_cache(maxsize=CACHED_TEXTS)
 def _words(text: str) -> tuple[str, ...]:
     folded = unicodedata.normalize("NFKC", text).casefold()
     return tuple(_stem(w) for w in WORD.findall(folded) if w not in STOP_WORDS)
@@ -106,7 +110,7 @@ def similarity(a: str, b: str) -> float:
     return 0.6 * jaccard + 0.4 * dice
 
 
-@lru_cache(maxsize=20_000)
+@lru_cache(maxsize=CACHED_TEXTS)
 def _shape(text: str) -> tuple[frozenset[str], frozenset[str]]:
     """The word set and the character trigrams of the words, sorted, of a text."""
     distinct = frozenset(_words(text))

@@ -55,10 +55,13 @@ def progress(session: Session, subject: str, *, now: datetime) -> bool:
         ).all()
     )
     total = sum(counts.values())
+    # One row, by the primary key: without the limit the database hands over every row of the
+    # broadcast (20,000 of them, once a second) for `.first()` to keep one.
     first = session.exec(
-        select(Outbox).where(
-            col(Outbox.subject) == subject, col(Outbox.kind).in_([outbox.POST, outbox.DIRECT])
-        )
+        select(Outbox)
+        .where(col(Outbox.subject) == subject, col(Outbox.kind).in_([outbox.POST, outbox.DIRECT]))
+        .order_by(col(Outbox.id))
+        .limit(1)
     ).first()
     if total < PROGRESS_FROM or first is None or first.sender_id is None:
         return False

@@ -25,6 +25,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_URL = "sqlite:///touchline.db"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 LOCKED_RETRIES = 4  # SQLite: a unit of work that waited out the busy timeout starts again
+# The execution option that marks the connections of Database.read() (see _tune_sqlite).
+READ_ONLY_OPTION = "touchline_read"
 T = TypeVar("T")
 
 
@@ -72,6 +74,11 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            # Database.read(): it never writes, so it needs no write lock and, with WAL, reads
+            # its snapshot while a writer holds the lock instead of queueing behind it.
+            connection.exec_driver_sql("BEGIN")
+            return
         # A deferred transaction that reads and then writes fails at once with "database is
         # locked" when another writer got in between; taking the write lock up front makes
         # concurrent writers wait their turn (busy_timeout) instead.
@@ -83,6 +90,7 @@ class Database:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._reader = _read_only_engine(engine)
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -103,6 +111,23 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads only: `with db.read() as s: ...` never commits. On SQLite it begins
+        a deferred transaction, so it does not wait for (or hold up) writers; on PostgreSQL the
+        transaction is READ ONLY. It is always rolled back: a write in it is never stored (on
+        PostgreSQL it fails at once), so use `session()` or `run()` for anything that writes.
+        What it read stays loaded on the objects after the block."""
+        with Session(self._reader, expire_on_commit=False) as session:
+            try:
+                yield session
+            except (OperationalError, InterfaceError) as error:
+                if _unreachable(error) and not _contended(error):
+                    raise DatabaseUnreachable(type(error.orig or error).__name__) from error
+                raise
+            finally:
+                _end_read(session)
 
     def run(self, body: Callable[[Session], T]) -> T:
         """`body` as one unit of work; started again when SQLite's write lock stayed taken past the
@@ -127,6 +152,24 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _read_only_engine(engine: Engine) -> Engine:
+    """The same engine and pool, its connections marked for Database.read()."""
+    options: dict[str, Any] = {READ_ONLY_OPTION: True}
+    if engine.dialect.name == "postgresql":
+        # psycopg then begins with BEGIN READ ONLY: no extra round trip, and a write fails loudly.
+        # The pool resets the setting when the connection is handed back.
+        options["postgresql_readonly"] = True
+    return engine.execution_options(**options)
+
+
+def _end_read(session: Session) -> None:
+    # Closing rolls the transaction back without expiring what was loaded (rollback() would, and
+    # the objects, detached by then, could no longer be read). A failure here, the connection
+    # gone with the server, cannot undo reads already made, and must not hide the body's error.
+    with contextlib.suppress(Exception):
+        session.close()
 
 
 class DatabaseUnreachable(Exception):

@@ -188,6 +188,18 @@ def release_stale(session: Session, *, now: datetime, lease: timedelta) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def release(session: Session, ids: Sequence[int]) -> None:
+    """Hand back rows a stopping worker claimed and never began to send: the next one sends them
+    at once, instead of after the lease."""
+    for start in range(0, len(ids), 500):
+        session.execute(
+            update(Outbox)
+            .where(col(Outbox.id).in_(ids[start : start + 500]), col(Outbox.status) == SENDING)
+            .values(status=PENDING, claimed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
 def renew(session: Session, ids: Sequence[int], *, now: datetime) -> int:
     """Keep the claim on rows a live worker still holds, so that no one takes them as stale."""
     renewed = 0

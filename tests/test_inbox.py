@@ -61,8 +61,16 @@ class Burst:
 
 @contextmanager
 def touchline(
-    tmp_path: Path, url: str, fake: slack_fake.FakeSlack, name: str, **settings: str
+    tmp_path: Path,
+    url: str,
+    fake: slack_fake.FakeSlack,
+    name: str,
+    *,
+    command: tuple[str, ...] = ("serve", "--no-console"),
+    ready: re.Pattern[str] = ADDRESS,
+    **settings: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
+    """`touchline <command>` against the fake Slack, started once it printed `ready`."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MICROSOFT_", "TEAMS_"))},
         "DATABASE_URL": url,
@@ -77,17 +85,15 @@ def touchline(
     }
     out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        server = subprocess.Popen(
-            [TOUCHLINE, "serve", "--no-console"], cwd=tmp_path, env=env, stdout=stdout, stderr=stderr
-        )
+        server = subprocess.Popen([TOUCHLINE, *command], cwd=tmp_path, env=env, stdout=stdout, stderr=stderr)
         try:
             deadline = time.monotonic() + 30
-            while not ADDRESS.search(out.read_text(errors="replace")):
+            while (found := ready.search(out.read_text(errors="replace"))) is None:
                 assert server.poll() is None and time.monotonic() < deadline, err.read_text(errors="replace")[
                     -3000:
                 ]
                 time.sleep(0.05)
-            server.port = int(ADDRESS.search(out.read_text(errors="replace")).group(1))  # type: ignore[union-attr,attr-defined]
+            server.port = int(found.group(1)) if found.groups() else 0  # type: ignore[attr-defined]
             yield server
         finally:
             if server.poll() is None:

@@ -163,7 +163,8 @@ def test_got_it_counts_once_per_person_and_updates_every_posted_card(
     decision = announce(ctx, people["lead"], audiences=["emea", "na"])
     platform = RecordingPlatform()
     deliver(ctx, platform)
-    assert platform.ops() == [("send", "#emea"), ("send", "#na")]
+    # Two channels' lanes go side by side: in either order.
+    assert sorted(platform.ops()) == [("send", "#emea"), ("send", "#na")]
 
     first = inbound.action(ctx, people["rep1"], strategy.ACK, str(decision.id))
     again = inbound.action(ctx, people["rep1"], strategy.ACK, str(decision.id))

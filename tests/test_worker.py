@@ -1,0 +1,55 @@
+"""`touchline worker` (issue 17): delivery in a process of its own, beside `touchline serve --no-worker`,
+so that a broadcast does not share a process with the answers to Slack."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from sqlmodel import col, func, select
+
+from bot.config import parse_organisation_text
+from handlers import setup
+from handlers.context import Context
+from storage import outbox
+from storage.database import Database
+from storage.models import Outbox
+from tests import slack_fake
+from tests.test_hostile_payloads import started
+from tests.test_inbox import ORG, announced, touchline
+
+WORKING = re.compile(r"Touchline's worker for .* delivers to slack\.")
+
+
+def owed(db: Database) -> int:
+    with db.session() as session:
+        return int(
+            session.exec(
+                select(func.count()).where(col(Outbox.status).in_([outbox.PENDING, outbox.SENDING]))
+            ).one()
+        )
+
+
+def test_serve_without_its_worker_answers_and_the_worker_delivers(database_url: str, tmp_path: Path) -> None:
+    (tmp_path / "app.yaml").write_text(ORG)
+    db = Database.from_url(database_url)
+    ctx = Context(db=db, org=parse_organisation_text(ORG))
+    setup.apply(ctx)
+    with (
+        started(slack_fake.fake_slack()) as (fake, _),
+        touchline(tmp_path, database_url, fake, "serve", command=("serve", "--no-worker")),
+    ):
+        announced(ctx)
+        time.sleep(2.0)  # the server's own delivery would have posted it by now
+        assert owed(db) == 1 and fake.called("chat.postMessage") == []
+        with touchline(tmp_path, database_url, fake, "worker", command=("worker",), ready=WORKING):
+            deadline = time.monotonic() + 20
+            while owed(db):
+                assert time.monotonic() < deadline, "the worker did not deliver"
+                time.sleep(0.1)
+    [post] = fake.called("chat.postMessage")
+    assert post["channel"] == "C0SALES0001" and "Mid-market first" in post["text"]
+    logs = (tmp_path / "serve.err").read_text() + (tmp_path / "worker.err").read_text()
+    assert "Traceback" not in logs, logs[-3000:]
+    db.dispose()
