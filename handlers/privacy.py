@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
 from handlers import themes
 from handlers.context import Context, Refusal
+from storage import inbound_events, inbox
 from storage.database import serialize
 from storage.models import (
     Acknowledgement,
@@ -180,6 +181,17 @@ def apply_retention(ctx: Context) -> int:
         for theme in session.exec(select(Theme).where(col(Theme.id).in_(touched))):
             themes.rebuild(session, ctx, theme)
     return int(gone.rowcount)  # type: ignore[attr-defined]
+
+
+RECEIVED_KEPT = timedelta(days=1)  # past any retry a platform sends of an event
+
+
+def forget_received(ctx: Context) -> int:
+    """What was received and done (the inbox's ids, the events heard) goes after a day: kept only
+    so that a platform's retry of it is recognised. Returns how many went."""
+    cutoff = ctx.now() - RECEIVED_KEPT
+    with ctx.db.session() as session:
+        return inbox.forget_done_before(session, cutoff) + inbound_events.forget_before(session, cutoff)
 
 
 def months_before(moment: datetime, months: int) -> datetime:

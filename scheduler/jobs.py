@@ -83,6 +83,11 @@ def keep_objections(ctx: Context | None = None) -> None:
         log.info("retention: %d objections older than the months app.yaml keeps were deleted", gone)
 
 
+def forget_received(ctx: Context | None = None) -> None:
+    """Done inbox items and heard events go after a day (kept against platforms' retries)."""
+    privacy.forget_received(_ctx(ctx))
+
+
 def send_digest(ctx: Context | None = None) -> None:
     digest.send_weekly(_ctx(ctx))
 

@@ -74,6 +74,7 @@ def wanted_jobs(org: Organisation, timing: Timing) -> dict[str, dict[str, Any]]:
         ("acknowledgement-reminders", "remind_acknowledgements"),
         ("draft-deadlines", "close_drafts"),
         ("anonymous-concerns", "deliver_concerns"),
+        ("forget-received", "forget_received"),
     ):
         wanted[job_id] = {"func": f"scheduler.jobs:{func}", "trigger": tick, "misfire_grace_time": grace}
     if org.objections.keep_for_months is not None:

@@ -197,3 +197,38 @@ def test_sign_in_links_are_stored_as_hashes_only(ctx: Context, people: dict[str,
         [link] = session.exec(select(SignInLink)).all()
     assert link.token_hash != token and len(link.token_hash) == 64
     assert signin.redeem(ctx, token)  # the token itself opens it, once
+
+
+def test_what_was_received_and_done_is_forgotten_after_a_day(db: Database, clock: Clock) -> None:
+    from storage import inbound_events, inbox
+    from storage.models import InboundEvent, InboxItem
+
+    ctx = Context(db=db, org=parse_organisation_text(ORG_YAML), clock=clock)
+    with db.session() as session:
+        old = inbox.receive(
+            session,
+            platform="slack",
+            key="a",
+            kind="command",
+            fields={"text": "x"},
+            now=clock(),
+            claimant="p",
+        )
+        waiting = inbox.receive(
+            session,
+            platform="slack",
+            key="b",
+            kind="command",
+            fields={"text": "y"},
+            now=clock(),
+            claimant="p",
+        )
+        assert old is not None and waiting is not None
+        inbox.finish(session, old)
+        inbound_events.first_time(session, platform="slack", event_id="Ev1", now=clock())
+    clock.advance(hours=23)
+    assert privacy.forget_received(ctx) == 0
+    clock.advance(hours=2)
+    assert privacy.forget_received(ctx) == 2
+    assert [i.key for i in rows(db, InboxItem)] == ["b"]  # not done: kept, whatever its age
+    assert rows(db, InboundEvent) == []

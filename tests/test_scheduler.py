@@ -73,6 +73,7 @@ def test_the_stored_jobs_follow_app_yaml_with_no_duplicates_and_no_orphans(
         "anonymous-concerns",
         "digest",
         "draft-deadlines",
+        "forget-received",
         "pulse-closing",
         "pulse-reminders",
         "pulse:alignment",
@@ -84,7 +85,7 @@ def test_the_stored_jobs_follow_app_yaml_with_no_duplicates_and_no_orphans(
     changed = dict(SURVEY["surveys"]["alignment"], schedule="30 9 * * WED")  # type: ignore[call-overload]
     sync_jobs(store, org_with(surveys={"alignment": changed}, digest=None), timing)
     jobs = {j.id: j for j in store.get_jobs()}
-    assert "digest" not in jobs and len(jobs) == 6
+    assert "digest" not in jobs and len(jobs) == 7
     assert "day_of_week='wed', hour='9', minute='30'" in str(jobs["pulse:alignment"].trigger)
 
 

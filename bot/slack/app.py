@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline")
 SHORTCUT = "log_as_objection"
 BACKLOG = 32  # acknowledged commands still being worked on, before new ones wait for room
+SQLITE_WRITERS = 4  # the same, on SQLite
 ROOM_WAIT = 1.5  # seconds a new one may wait for room: Slack allows 3 to acknowledge
 RESUME_EVERY = 2.0  # seconds between looks for inbox items a dead process left, and lease renewals
 FRESH = 5 * 60 + 30  # seconds a signature stays valid (Slack's 5 minutes, and clock skew)
@@ -136,7 +137,11 @@ class SlackApp:
         self.client = client
         self.people = SlackPeople(ctx, client)
         self._working: set[asyncio.Task[Any]] = set()
-        self._room = asyncio.Semaphore(BACKLOG)  # for work acknowledged to Slack and not yet done
+        # Work done at once (acknowledged, from the inbox). SQLite has one writer: more than a few
+        # at a time only queue on its lock, ahead of the inbox's own small inserts, which are
+        # what Slack is waiting for.
+        sqlite = ctx.db.engine.dialect.name == "sqlite"
+        self._room = asyncio.Semaphore(SQLITE_WRITERS if sqlite else BACKLOG)
         # Who claims inbox items: this process, among replicas and the restarts of this one.
         self.claimant = f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._doing: set[int] = set()  # inbox items this process holds
