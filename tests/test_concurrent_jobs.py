@@ -378,6 +378,27 @@ def weekly_digest(ctx: Context) -> tuple[Callable[[Context], None], Check]:
     return jobs.send_digest, check
 
 
+def forgetting_received(ctx: Context) -> tuple[Callable[[Context], None], Check]:
+    from storage import inbound_events, inbox
+    from storage.models import InboundEvent, InboxItem
+
+    with ctx.db.session() as session:
+        for n in range(300):
+            item = inbox.receive(
+                session, platform="slack", key=f"r{n}", kind="command", fields={}, now=START, claimant="p"
+            )
+            assert item is not None
+            if n % 3:
+                inbox.finish(session, item)
+            inbound_events.first_time(session, platform="slack", event_id=f"Ev{n}", now=START)
+    clock_of(ctx).now = START + timedelta(days=2)
+
+    def check() -> None:
+        assert len(rows(ctx.db, InboxItem)) == 100 and rows(ctx.db, InboundEvent) == []
+
+    return jobs.forget_received, check
+
+
 JOBS = {
     "remind_acknowledgements": acknowledgement_reminders,
     "open_pulse": pulse_opening,
@@ -387,6 +408,7 @@ JOBS = {
     "deliver_concerns": anonymous_concerns,
     "keep_objections": objection_retention,
     "send_digest": weekly_digest,
+    "forget_received": forgetting_received,
 }
 
 
