@@ -56,6 +56,10 @@ def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         _tune_sqlite(engine)
         return engine
+    # As many connections as the threads that use them (delivery.concurrency sends and the inbox's
+    # work, 40 by default): SQLAlchemy's default of 15 has the rest queue for a connection.
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 30)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 

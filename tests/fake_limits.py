@@ -25,9 +25,14 @@ class Gate:
     errors: float = 0.0
     drops: float = 0.0
     hang: float = 2.0
-    tolerance: float = 0.05  # seconds of network jitter forgiven, as a real platform would
+    # Seconds of each window forgiven (network jitter): none by default, so that every window is
+    # counted in full; "the least time the limits allow" must use the same figure.
+    tolerance: float = 0.0
     seed: int = 7
     counts: Counter[str] = field(default_factory=Counter)
+    # The most requests let through within any one window, by ("app" or "conversation", seconds):
+    # what the limits were held to, to print beside them.
+    most: dict[tuple[str, float], int] = field(default_factory=dict)
     _stamps: dict[str, list[deque[float]]] = field(default_factory=dict)
     _random: random.Random = field(init=False)
 
@@ -55,9 +60,15 @@ class Gate:
                 status=429,
                 headers={"Retry-After": str(math.ceil(wait))},
             )
-        for key, windows in (("app", self.per_app), (conversation, self.per_conversation)):
-            for stamps in self._windows(key, windows):
+        for scope, key, windows in (
+            ("app", "app", self.per_app),
+            ("conversation", conversation, self.per_conversation),
+        ):
+            for (_, seconds), stamps in zip(windows, self._windows(key, windows), strict=True):
                 stamps.append(now)
+                # The window ending now holds every request since now - seconds (older ones were dropped).
+                inside = sum(1 for stamp in stamps if stamp > now - seconds)
+                self.most[(scope, seconds)] = max(self.most.get((scope, seconds), 0), inside)
         return None
 
     def _windows(self, key: str, windows: Windows) -> list[deque[float]]:

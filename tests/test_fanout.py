@@ -47,3 +47,37 @@ def test_a_paced_fan_out_never_goes_past_the_platforms_limits(database_url: str)
     # The fakes answer 429 past their limits. Unpaced, eight sends at a time against 20 a second
     # would see most of these refused; paced, only jitter at a window's edge is (a few).
     assert result.rate_limited <= result.expected // 4
+
+
+def test_the_fakes_refuse_past_every_window_counted_in_full() -> None:
+    """The fakes the fan-out is measured against: the 51st request within one second is refused
+    (none of the window is forgiven), and the most let through in any window is what they report."""
+    from aiohttp import ClientSession
+
+    from tests.fake_limits import Gate
+    from tests.slack_fake import fake_slack
+
+    async def main() -> None:
+        async with fake_slack() as slack, ClientSession() as http:
+            slack.gate = Gate(per_conversation=[(3, 1.0)], per_app=[(5, 1.0), (8, 30.0)])
+            statuses = []
+            for n in range(10):
+                async with http.post(
+                    f"{slack.base_url}chat.postMessage", data={"channel": f"C{n % 2}", "text": "x"}
+                ) as r:
+                    statuses.append(r.status)
+            assert statuses[:5] == [200] * 5 and statuses[5:] == [429] * 5
+            assert slack.gate.most == {("app", 1.0): 5, ("app", 30.0): 5, ("conversation", 1.0): 3}
+            await asyncio.sleep(1.05)  # the 1 s window has passed; the 30 s one holds 5 of 8
+            for _ in range(3):
+                async with http.post(
+                    f"{slack.base_url}chat.postMessage", data={"channel": "C9", "text": "y"}
+                ) as r:
+                    assert r.status == 200
+            async with http.post(
+                f"{slack.base_url}chat.postMessage", data={"channel": "C8", "text": "z"}
+            ) as r:
+                assert r.status == 429 and r.headers["Retry-After"]
+            assert slack.gate.most[("app", 30.0)] == 8
+
+    asyncio.run(main())
