@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,14 +96,19 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._reader = _read_only_engine(engine)
+        # SQLite has one writer. Its busy handler wakes waiters on a timer, not in turn: with many
+        # threads writing, one can wait seconds while others get in. Writers of this process
+        # take turns here first, the urgent (what a platform waits for) ahead of the rest; other
+        # processes still meet SQLite's own lock.
+        self._turns = WriteTurns() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def from_url(cls, url: str) -> Database:
         return cls(make_engine(url))
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
+    def session(self, *, urgent: bool = False) -> Iterator[Session]:
+        with self._turn(urgent), Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
@@ -133,7 +139,18 @@ class Database:
             finally:
                 _end_read(session)
 
-    def run(self, body: Callable[[Session], T]) -> T:
+    @contextmanager
+    def _turn(self, urgent: bool) -> Iterator[None]:
+        if self._turns is None:
+            yield
+            return
+        self._turns.acquire(urgent=urgent)
+        try:
+            yield
+        finally:
+            self._turns.release()
+
+    def run(self, body: Callable[[Session], T], *, urgent: bool = False) -> T:
         """`body` as one unit of work; started again when SQLite's write lock stayed taken past the
         busy timeout (under a flood of writers SQLite's busy handler serves no queue, so one can
         wait that long), or when PostgreSQL chose it as a deadlock's or a serialisation's loser.
@@ -141,7 +158,7 @@ class Database:
         A lock held past every attempt is `DatabaseUnreachable`, as an outage is."""
         for attempt in range(LOCKED_RETRIES):
             try:
-                with self.session() as session:
+                with self.session(urgent=urgent) as session:
                     return body(session)
             except OperationalError as error:
                 if not _contended(error):
@@ -174,6 +191,40 @@ def _end_read(session: Session) -> None:
     # gone with the server, cannot undo reads already made, and must not hide the body's error.
     with contextlib.suppress(Exception):
         session.close()
+
+
+class WriteTurns:
+    """One writer at a time within this process, urgent ones first; a thread already holding its
+    turn may open another session (re-entrant)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._holder: int | None = None
+        self._depth = 0
+        self._urgent_waiting = 0
+
+    def acquire(self, *, urgent: bool) -> None:
+        me = threading.get_ident()
+        with self._changed:
+            if self._holder == me:
+                self._depth += 1
+                return
+            if urgent:
+                self._urgent_waiting += 1
+            try:
+                while self._holder is not None or (not urgent and self._urgent_waiting):
+                    self._changed.wait()
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+            self._holder, self._depth = me, 1
+
+    def release(self) -> None:
+        with self._changed:
+            self._depth -= 1
+            if self._depth == 0:
+                self._holder = None
+                self._changed.notify_all()
 
 
 class DatabaseUnreachable(Exception):

@@ -219,7 +219,7 @@ class SlackApp:
                 claimant=self.claimant,
             )
 
-        return self.ctx.db.run(store)
+        return self.ctx.db.run(store, urgent=True)  # Slack waits for it
 
     def _start(self, item: int | None, kind: str, fields: dict[str, Any]) -> None:
         if item is not None:
