@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import time
@@ -198,6 +199,11 @@ class DeliveryWorker:
         try:
             while queue and not self._stopping:
                 row = queue[0]
+                if self._carried(row, queue):
+                    queue.popleft()
+                    await asyncio.to_thread(self._mark_carried, row)
+                    self._holding.discard(row.id)
+                    continue
                 if self.pacer is not None:
                     await self.pacer.ready(row.platform, row.address)
                 async with self._slots:
@@ -232,6 +238,21 @@ class DeliveryWorker:
                 self._holding.difference_update(r.id for r in self._queues.get(key, ()))
             self._queues.pop(key, None)
             self._lanes.pop(key, None)
+
+    @staticmethod
+    def _carried(row: outbox.Claimed, queue: deque[outbox.Claimed]) -> bool:
+        """An update with a later update of the same post behind it in the lane: only the later
+        one needs to go, since it is drawn when it is sent."""
+        if row.kind != outbox.UPDATE or row.message_ref is None:
+            return False
+        return any(
+            later.kind == outbox.UPDATE and later.message_ref == row.message_ref
+            for later in itertools.islice(queue, 1, None)
+        )
+
+    def _mark_carried(self, row: outbox.Claimed) -> None:
+        with self.db.session() as session:
+            outbox.mark_carried(session, row.id, now=self.clock())
 
     def _wait_all(self, rows: list[outbox.Claimed], seconds: float) -> None:
         due = self.clock() + timedelta(seconds=seconds)

@@ -188,6 +188,14 @@ def release_stale(session: Session, *, now: datetime, lease: timedelta) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+CARRIED = "carried by a later update of the post"
+
+
+def mark_carried(session: Session, row_id: int, *, now: datetime) -> None:
+    """An update not sent because a later one of the same post goes after it (and is drawn then)."""
+    _finish(session, row_id, status=SENT, now=now, error=CARRIED)
+
+
 def release(session: Session, ids: Sequence[int]) -> None:
     """Hand back rows a stopping worker claimed and never began to send: the next one sends them
     at once, instead of after the lease."""
@@ -242,7 +250,7 @@ def claim_due(session: Session, *, platforms: Sequence[str], now: datetime, limi
             break
         assert row.id is not None
         if row.kind == UPDATE and row.updates_id is not None and newest[row.updates_id] != row.id:
-            _finish(session, row.id, status=SENT, now=now, error="carried by a later update of the post")
+            mark_carried(session, row.id, now=now)
             continue
         message_ref = None
         if row.kind == UPDATE:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import Session, col, select
@@ -136,3 +137,59 @@ def test_the_same_person_pressing_twice_at_once_is_counted_once(crowd: Context) 
     assert sum("already acknowledged" in r.text for r in replies) == 7
     with crowd.db.session() as session:
         assert strategy.acknowledgement_count(session, decision.id or 0)[0] == 1
+
+
+def test_an_update_waiting_its_turn_behind_which_another_of_its_post_came_is_not_sent(crowd: Context) -> None:
+    """In a channel paced at one message a second, presses keep coming: of the updates queued
+    in the channel's lane, only the last goes, drawn with the count of that moment."""
+    import time
+
+    from bot.pacing import Pacer
+
+    decision = announced(crowd)
+    platform = RecordingPlatform()
+    deliver(crowd, platform)
+    sent_before = len(platform.transcript)
+    crowd.clock = _WallClock()  # the pacer and the worker's claims run on real time
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        pacer = Pacer({"console": ([(1, 1.0)], [(100, 1.0)])})
+        worker = DeliveryWorker(crowd.db, {"console": platform}, clock=crowd.clock, pacer=pacer)
+        running = asyncio.create_task(worker.run_forever(stop, interval=0.05))
+        for n in range(6):  # a press every 0.3 s: faster than the channel's one update a second
+            await asyncio.to_thread(
+                inbound.action,
+                crowd,
+                directory.console_actor(crowd, f"rep{n}"),
+                strategy.ACK,
+                str(decision.id),
+            )
+            await asyncio.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with crowd.db.session() as session:
+                owed = session.exec(
+                    select(Outbox).where(col(Outbox.status).in_([outbox.PENDING, outbox.SENDING]))
+                ).all()
+            if not owed:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await running
+
+    asyncio.run(main())
+    updates = [s for s in platform.transcript[sent_before:] if s.op == "update" and s.address.startswith("#")]
+    per_channel = len(updates) / len(CHANNELS)
+    assert per_channel < 6, per_channel  # fewer updates than presses in each channel
+    last = {}
+    for u in updates:
+        last[u.address] = json.dumps(u.card.to_dict())
+    assert len(last) == len(CHANNELS) and all("acknowledged by 6 of" in card for card in last.values())
+    carried = rows(crowd.db, Outbox, kind="update", error=outbox.CARRIED)
+    assert carried, "no update was carried by a later one"
+
+
+class _WallClock:
+    def __call__(self) -> datetime:
+        return datetime.now(UTC)

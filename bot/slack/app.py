@@ -20,6 +20,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
@@ -42,6 +43,7 @@ COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline")
 SHORTCUT = "log_as_objection"
 BACKLOG = 32  # acknowledged commands still being worked on, before new ones wait for room
 SQLITE_WRITERS = 4  # the same, on SQLite
+INTAKE_THREADS = 4  # for storing what arrives, apart from the threads the work uses
 ROOM_WAIT = 1.5  # seconds a new one may wait for room: Slack allows 3 to acknowledge
 RESUME_EVERY = 2.0  # seconds between looks for inbox items a dead process left, and lease renewals
 FRESH = 5 * 60 + 30  # seconds a signature stays valid (Slack's 5 minutes, and clock skew)
@@ -145,6 +147,7 @@ class SlackApp:
         # Who claims inbox items: this process, among replicas and the restarts of this one.
         self.claimant = f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._doing: set[int] = set()  # inbox items this process holds
+        self._intake = ThreadPoolExecutor(max_workers=INTAKE_THREADS, thread_name_prefix="inbox")
         self._http: ClientSession | None = None
         self._verifier = SignatureVerifier(signing_secret)
         self._seen: dict[str, float] = {}  # signatures of requests heard, oldest first
@@ -193,7 +196,7 @@ class SlackApp:
         """Store it, tell Slack, then do it. If it cannot be stored, Slack is not told it
         arrived: an event is answered 503, which Slack retries; a person is told to try again."""
         try:
-            item = await asyncio.to_thread(self._store, kind, key, fields)
+            item = await self._stored(kind, key, fields)
         except UNREACHABLE as error:
             log.warning("a Slack %s could not be stored: %s", kind, type(error).__name__)
             if kind == "reaction":
@@ -206,6 +209,12 @@ class SlackApp:
         if item is not None:  # else Slack's retry of what is stored already
             self._start(item, kind, fields)
         return web.Response()
+
+    async def _stored(self, kind: str, key: str, fields: dict[str, Any]) -> int | None:
+        # Threads of its own: Slack waits for this insert, and it must not queue behind the
+        # work (and deliveries) that fill the shared threads.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._intake, self._store, kind, key, fields)
 
     def _store(self, kind: str, key: str, fields: dict[str, Any]) -> int | None:
         def store(session: Any) -> int | None:
@@ -399,7 +408,7 @@ class SlackApp:
 
     async def _socket(self, ack: Callable[..., Awaitable[None]], kind: str, fields: dict[str, Any]) -> None:
         try:
-            item = await asyncio.to_thread(self._store, kind, secrets.token_hex(16), fields)
+            item = await self._stored(kind, secrets.token_hex(16), fields)
         except UNREACHABLE:
             await ack(text=inbound.TRY_AGAIN) if kind == "command" else await ack()
             return
@@ -464,7 +473,7 @@ class SlackApp:
         if (taken := _inboxed(body)) is not None:
             kind, key, fields = taken
             try:
-                item = await asyncio.to_thread(self._store, kind, key or secrets.token_hex(16), fields)
+                item = await self._stored(kind, key or secrets.token_hex(16), fields)
             except UNREACHABLE:
                 return
             if item is not None:
@@ -576,6 +585,7 @@ class SlackApp:
     async def close(self) -> None:
         if self._http is not None and not self._http.closed:
             await self._http.close()
+        self._intake.shutdown(wait=False)
 
     async def _ephemeral(self, channel: str, user: str, reply: Reply) -> None:
         try:
