@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline")
 SHORTCUT = "log_as_objection"
 BACKLOG = 32  # acknowledged commands still being worked on, before new ones wait for room
+WORKING = 8  # inbox items worked on at once: more only contend for the threads and the event loop
 SQLITE_WRITERS = 4  # the same, on SQLite
 INTAKE_THREADS = 4  # for storing what arrives, apart from the threads the work uses
 ROOM_WAIT = 1.5  # seconds a new one may wait for room: Slack allows 3 to acknowledge
@@ -143,7 +144,7 @@ class SlackApp:
         # at a time only queue on its lock, ahead of the inbox's own small inserts, which are
         # what Slack is waiting for.
         sqlite = ctx.db.engine.dialect.name == "sqlite"
-        self._room = asyncio.Semaphore(SQLITE_WRITERS if sqlite else BACKLOG)
+        self._room = asyncio.Semaphore(SQLITE_WRITERS if sqlite else WORKING)
         # Who claims inbox items: this process, among replicas and the restarts of this one.
         self.claimant = f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._doing: set[int] = set()  # inbox items this process holds
