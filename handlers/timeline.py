@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
+from handlers import live
 from handlers.ui import Card
 from storage import outbox
 from storage.models import Audience, AudienceTarget, Outbox
@@ -66,12 +67,11 @@ def messages(
     for row in reversed(rows):
         assert row.id is not None
         update = latest.get(row.id)
-        card = update.card if update is not None else row.card
         found.append(
             Message(
                 row.id,
                 row.address,
-                Card.from_dict(card),
+                _as_it_reads(session, row, update),
                 row.created_at,
                 update is not None,
                 row.status == outbox.SENT,
@@ -86,15 +86,24 @@ def message(session: Session, *, platform: str, message_id: int) -> Message | No
     if row is None or row.platform != platform or row.kind not in (outbox.POST, outbox.DIRECT):
         return None
     update = _latest_updates(session, [message_id]).get(message_id)
-    card = update.card if update is not None else row.card
     return Message(
         message_id,
         row.address,
-        Card.from_dict(card),
+        _as_it_reads(session, row, update),
         row.created_at,
         update is not None,
         row.status == outbox.SENT,
     )
+
+
+def _as_it_reads(session: Session, row: Outbox, update: Outbox | None) -> Card:
+    """A channel post of a live subject (a decision) as the delivery worker draws it now; any
+    other message as it was last sent or queued."""
+    if row.kind == outbox.POST and live.is_live(row.subject):
+        drawn = live.current_card(session, row.subject)
+        if drawn is not None:
+            return drawn
+    return Card.from_dict(update.card if update is not None else row.card)
 
 
 def _latest_updates(session: Session, ids: list[int]) -> dict[int, Outbox]:
