@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, func
+from sqlalchemy import ColumnElement, and_, case, func
 from sqlmodel import Session, col, select
 
 from handlers import directory, forms, matching, numbered, themes
@@ -223,7 +223,7 @@ def group_for(session: Session, objection: Objection, now: datetime) -> int:
 def representatives(session: Session, objection: Objection, now: datetime) -> list[matching.Candidate]:
     """What a new objection is compared with: the theme's latest objections of the last 30 days
     and the first objection of each of their groups, at most 2 × RECENT_OBJECTIONS however full
-    the month (comparing with all of them took 3.9 s at 100,000). A theme with fewer in the
+    the month (comparing with all of them took 0.5 to 3.9 s at 100,000). A theme with fewer in the
     month than that is compared with all of them, as before."""
     since = now - SAME_WINDOW
     seen = select(Objection.id, Objection.group_id, Objection.text)
@@ -273,11 +273,7 @@ def _of_theme(objection: Objection, since: datetime) -> tuple[ColumnElement[bool
 
 
 def _recorded(session: Session, objection: Objection, now: datetime, *, edited: bool) -> str:
-    reporters = session.exec(
-        select(func.count(func.distinct(Objection.reporter_id))).where(
-            Objection.group_id == objection.group_id, col(Objection.created_at) >= now - SAME_WINDOW
-        )
-    ).one()
+    reporters = _reporters(session, objection, now)
     theme = session.get(Theme, objection.theme_id)
     what = "Updated" if edited else "Recorded"
     lines = [f"📝 {what}: “{clip(objection.text, 300)}” — theme: {theme.name if theme else '?'}."]
@@ -292,6 +288,16 @@ def _recorded(session: Session, objection: Objection, now: datetime, *, edited: 
             "Its theme has no name yet, so that nothing you wrote shows; a marketing lead will name it."
         )
     return "\n".join(lines)
+
+
+def _reporters(session: Session, objection: Objection, now: datetime) -> int:
+    """How many reps heard the objection's group in the last 30 days, counted along its group_id index."""
+    # The window is read, not searched on: searched on, the generic plan PostgreSQL settles on
+    # for the statement once psycopg prepares it walked the whole month by the created_at index
+    # instead of the group by group_id (61 ms against 10 ms at 100,000 objections).
+    lately = case((col(Objection.created_at) >= now - SAME_WINDOW, Objection.reporter_id))
+    counted = select(func.count(func.distinct(lately))).where(Objection.group_id == objection.group_id)
+    return session.exec(counted).one()
 
 
 def _receipt(objection: Objection) -> Card:
