@@ -332,9 +332,13 @@ def worker_command(
         ctx = build_context(settings)
     except (DatabaseNotReady, ConfigError) as error:
         fail(str(error))
+    if not (env.slack_configured or env.teams_configured):
+        # Without a chat platform the console delivers its own messages, in its own process.
+        fail(
+            "touchline worker delivers to Slack and Teams, and neither is configured: set SLACK_BOT_TOKEN "
+            "and SLACK_SIGNING_SECRET, or MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD (touchline check)."
+        )
     touchline = Touchline.build(ctx, env)
-    if not touchline.platforms:
-        fail("Nothing to deliver to: set Slack's or Teams' credentials (touchline check says which).")
     runner = SchedulerRunner(ctx)
 
     async def main() -> None:

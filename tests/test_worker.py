@@ -53,3 +53,18 @@ def test_serve_without_its_worker_answers_and_the_worker_delivers(database_url: 
     logs = (tmp_path / "serve.err").read_text() + (tmp_path / "worker.err").read_text()
     assert "Traceback" not in logs, logs[-3000:]
     db.dispose()
+
+
+def test_the_worker_without_a_chat_platform_says_what_to_set(tmp_path: Path) -> None:
+    from tests.cli import run_cli
+    from tests.conftest import ROOT
+
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'touchline.db'}",
+        "TOUCHLINE_CONFIG": str(ROOT / "app.yaml"),
+    }
+    assert run_cli("migrate", env=env).returncode == 0
+    done = run_cli("worker", env=env)
+    said = done.stdout + done.stderr
+    assert done.returncode != 0 and "SLACK_BOT_TOKEN" in said and "MICROSOFT_APP_ID" in said, said
+    assert "Traceback" not in said
