@@ -1,9 +1,13 @@
 """Acknowledgement latency: signed slash commands (`/objection …`, which records an objection
 after the acknowledgement) sent to Touchline's real `/slack/events` at a steady rate, and the
-same to a bare Bolt app that only acknowledges (the floor). Also Touchline's footprint: start-up
-time and resident memory idle and after the load.
+same to a bare Bolt app that only acknowledges (the floor); then again while `--deliveries`
+direct messages go out through `touchline worker`, a process of its own beside
+`touchline serve --no-worker`, at 50 a second. Also each objection end to end (from the command
+to its "Recorded" reply reaching Slack), and Touchline's footprint: start-up time and resident
+memory idle and after the load.
 
-    .venv/bin/python -m benchmarks.acknowledgement [--rate 50] [--seconds 30] [--postgres]
+    .venv/bin/python -m benchmarks.acknowledgement [--rate 50] [--seconds 30] [--deliveries 5000]
+                                                   [--postgres]
 """
 
 from __future__ import annotations
@@ -11,20 +15,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from aiohttp import ClientSession
 
 from benchmarks.common import empty_database_url, percentiles
+from benchmarks.fanout import seed
 from tests import slack_fake
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FORM = "application/x-www-form-urlencoded"
+CALL = re.compile(r"call (\d+)\b")
+# The fan-out benchmark's pace for Slack (its default, 300 a minute, is barely a load).
+FAST = "\ndelivery:\n  slack: {per_conversation: [1/1s], per_app: [50/1s]}\n"
 
 
 def free_port() -> int:
@@ -72,9 +82,16 @@ async def started(
 
 
 async def load(
-    http: ClientSession, port: int, fake: slack_fake.FakeSlack, rate: float, seconds: float
+    http: ClientSession,
+    port: int,
+    fake: slack_fake.FakeSlack,
+    rate: float,
+    seconds: float,
+    sent: dict[int, float] | None = None,
+    first: int = 0,
 ) -> list[float]:
-    """Open loop: a request every 1/rate seconds whatever the answers, each timed to its 200."""
+    """Open loop: a request every 1/rate seconds whatever the answers, each timed to its 200;
+    `sent` keeps when each (numbered from `first`) left."""
     timings: list[float] = []
     failures = 0
 
@@ -84,6 +101,8 @@ async def load(
             "objection", f"too expensive vs Acme, call {n}", f"U{n % 400:010d}", fake=fake
         )
         began = time.perf_counter()
+        if sent is not None:
+            sent[n] = began
         status, _ = await slack_fake.post(http, f"http://127.0.0.1:{port}/slack/events", body, FORM)
         if status == 200:
             timings.append((time.perf_counter() - began) * 1000)
@@ -94,39 +113,105 @@ async def load(
     began = time.perf_counter()
     for n in range(int(rate * seconds)):
         await asyncio.sleep(max(0.0, began + n / rate - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(n)))
+        tasks.append(asyncio.create_task(one(first + n)))
     await asyncio.gather(*tasks)
     if failures:
         print(f"  {failures} requests were not answered 200")
     return timings
 
 
-async def measure(url: str, rate: float, seconds: float) -> None:
+async def end_to_end(fake: slack_fake.FakeSlack, sent: dict[int, float], timeout: float = 120) -> str:
+    """Each objection from its command to its reply reaching Slack, once every reply is in."""
+    began = time.monotonic()
+    replied: dict[int, float] = {}
+    while time.monotonic() - began < timeout:
+        for call in fake.calls:
+            if call.method == "response_url" and (found := CALL.search(str(call.body.get("text", "")))):
+                number = int(found.group(1))
+                if number in sent:
+                    replied.setdefault(number, call.at)
+        if len(replied) >= len(sent):
+            break
+        await asyncio.sleep(0.2)
+    if not replied:
+        return "no replies"
+    latencies = [(replied[n] - sent[n]) * 1000 for n in replied]
+    span = max(replied.values()) - min(sent.values())
+    return (
+        f"{len(replied):,} of {len(sent):,} replied, command to reply {percentiles(latencies)}, "
+        f"{len(replied) / span:.0f} objections a second end to end"
+    )
+
+
+async def measure(url: str, rate: float, seconds: float, deliveries: int) -> None:
     async with slack_fake.fake_slack() as fake, ClientSession() as http:
         fake.check_blocks = False
-        for name, command in (
-            ("Touchline", [sys.executable, "-m", "bot", "serve"]),
-            ("bare Bolt app", [sys.executable, "-m", "benchmarks.bare_bolt"]),
-        ):
-            port = free_port()
-            env = serving_slack(url, fake, port)
-            process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-            try:
-                startup = await started(http, port, process)
-                await asyncio.sleep(2)  # settle: first refreshes, imports done
-                idle = rss_mb(process.pid)
-                await load(http, port, fake, rate / 5, 2)  # warm up
-                timings = await load(http, port, fake, rate, seconds)
-                await asyncio.sleep(1)
-                after = rss_mb(process.pid)
-                print(
-                    f"{name}: {len(timings):,} commands at {rate:g}/s, to the acknowledgement: "
-                    f"{percentiles(timings)}"
-                    f" · start-up {startup:.2f} s · memory {idle:.0f} MB idle, {after:.0f} MB after the load"
+        with tempfile.TemporaryDirectory() as folder:
+            fast = Path(folder) / "app.yaml"
+            fast.write_text((ROOT / "app.yaml").read_text() + FAST)
+            runs = [("Touchline", [sys.executable, "-m", "bot", "serve"], 0)]
+            if deliveries:
+                runs.append(
+                    (
+                        f"Touchline while {deliveries:,} DMs go out through `touchline worker`",
+                        [sys.executable, "-m", "bot", "serve", "--no-worker"],
+                        deliveries,
+                    )
                 )
-            finally:
-                process.terminate()
-                process.wait(timeout=20)
+            runs.append(("bare Bolt app", [sys.executable, "-m", "benchmarks.bare_bolt"], 0))
+            first = 0
+            for name, command, dms in runs:
+                first += 100_000
+                await _run(http, url, fake, name, command, rate, seconds, dms, str(fast), first)
+
+
+async def _run(
+    http: ClientSession,
+    url: str,
+    fake: slack_fake.FakeSlack,
+    name: str,
+    command: list[str],
+    rate: float,
+    seconds: float,
+    dms: int,
+    config: str,
+    first: int,
+) -> None:
+    port = free_port()
+    env = serving_slack(url, fake, port) | {"TOUCHLINE_CONFIG": config}
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    worker = None
+    try:
+        startup = await started(http, port, process)
+        await asyncio.sleep(2)  # settle: first refreshes, imports done
+        idle = rss_mb(process.pid)
+        await load(http, port, fake, rate / 5, 2, first=first)  # warm up
+        if dms:
+            await asyncio.to_thread(seed, url, dms, 0, "", 1, ("slack",))
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "bot", "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL
+            )
+            await asyncio.sleep(3)  # under way
+        before = sum(c.method == "chat.postMessage" for c in fake.calls)
+        sent: dict[int, float] = {}
+        timings = await load(http, port, fake, rate, seconds, sent, first + 1000)
+        going = sum(c.method == "chat.postMessage" for c in fake.calls) - before
+        await asyncio.sleep(1)
+        after = rss_mb(process.pid)
+        print(
+            f"{name}: {len(timings):,} commands at {rate:g}/s, to the acknowledgement: "
+            f"{percentiles(timings)}"
+            f" · start-up {startup:.2f} s · memory {idle:.0f} MB idle, {after:.0f} MB after the load"
+        )
+        if dms:
+            print(f"  {going:,} direct messages went out meanwhile")
+        if "Bolt" not in name:
+            print(f"  end to end: {await end_to_end(fake, sent)}")
+    finally:
+        for running in (worker, process):
+            if running is not None:
+                running.terminate()
+                running.wait(timeout=20)
 
 
 def main() -> None:
@@ -135,11 +220,12 @@ def main() -> None:
     )
     described.add_argument("--rate", type=float, default=50)
     described.add_argument("--seconds", type=float, default=30)
+    described.add_argument("--deliveries", type=int, default=5000, help="direct messages (0: no such run)")
     described.add_argument("--postgres", action="store_true")
     args = described.parse_args()
     with empty_database_url(args.postgres, "ack") as url:
-        print(f"{'PostgreSQL' if args.postgres else 'SQLite'}:")
-        asyncio.run(measure(url, args.rate, args.seconds))
+        print(f"{'PostgreSQL' if args.postgres else 'SQLite'} · load average {os.getloadavg()[0]:.2f}:")
+        asyncio.run(measure(url, args.rate, args.seconds, args.deliveries))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -51,7 +52,9 @@ async def main(
     stop.set()
     await running
     db.dispose()
+    used = os.times()
     print(f"worker-rss-mb {_rss_mb():.0f}", flush=True)
+    print(f"worker-cpu-s {used.user + used.system:.2f}", flush=True)
 
 
 def _rss_mb() -> float:

@@ -209,11 +209,15 @@ class DeliveryWorker:
                 async with self._slots:
                     if self.pacer is not None:
                         await self.pacer.wait_turn(row.platform, row.address)
-                    if self.stopping():  # while it waited for its turn
-                        break
-                    queue.popleft()
-                    self._on_the_way.add(row.id)
-                    outcome = await self._send(row)
+                    try:
+                        if self.stopping():  # while it waited for its turn
+                            break
+                        queue.popleft()
+                        self._on_the_way.add(row.id)
+                        outcome = await self._send(row)
+                    finally:
+                        if self.pacer is not None:
+                            self.pacer.answered(row.platform, row.address)
                 # Settling is the database's part: it does not hold a sending slot.
                 waited = await self._settle(row, outcome)
                 self._holding.discard(row.id)

@@ -10,10 +10,16 @@ from collections.abc import Callable, Mapping, Sequence
 
 class Limiter:
     """At most `count` in any `seconds`, for each of its windows; `hold` stops it until a time
-    (a 429's Retry-After)."""
+    (a 429's Retry-After).
 
-    # A platform counts arrivals and we count departures: a little margin absorbs the jitter.
-    MARGIN = 0.03
+    A platform counts a request when it arrives, which is some time between our sending it and
+    its answer. So a request counts in every window while it is on its way (`begin`), and once
+    answered, as if it had arrived at the answer (`end`): the next window's first may leave only
+    when the last of this one cannot still be arriving. Stamping departures instead let a slow
+    request and the quick ones after it land in one window (429s at every second's edge)."""
+
+    MARGIN = 0.01  # seconds: the platform's clock and ours (arrival is bounded by the answer)
+    POLL = 0.005  # seconds between two looks while a window is full of requests on their way
 
     def __init__(
         self, windows: Sequence[tuple[int, float]], clock: Callable[[], float] = time.monotonic
@@ -21,6 +27,7 @@ class Limiter:
         self.windows = [(count, seconds + self.MARGIN, deque[float]()) for count, seconds in windows]
         self.clock = clock
         self.held_until = 0.0
+        self.in_flight = 0
 
     def delay(self, now: float) -> float:
         """Seconds until one more is allowed (0 if now)."""
@@ -28,28 +35,50 @@ class Limiter:
         for count, seconds, stamps in self.windows:
             while stamps and stamps[0] <= now - seconds:
                 stamps.popleft()
-            if len(stamps) >= count:
-                wait = max(wait, stamps[0] + seconds - now)
+            over = len(stamps) + self.in_flight - count  # must leave the window first, plus one
+            if over < 0:
+                continue
+            # With no answer in the window to wait out, only an answer can free a place.
+            wait = max(wait, self.POLL if over >= len(stamps) else stamps[over] + seconds - now)
         return max(wait, 0.0)
 
     def take(self, now: float) -> None:
+        """One request that arrived at `now`."""
         for _, _, stamps in self.windows:
             stamps.append(now)
+
+    def begin(self) -> None:
+        self.in_flight += 1
+
+    def end(self, now: float) -> None:
+        """The request begun last-but-any is answered: it counts as having arrived `now`."""
+        self.in_flight = max(self.in_flight - 1, 0)
+        self.take(now)
+
+    def idle(self) -> bool:
+        return not self.in_flight and all(not stamps for _, _, stamps in self.windows)
 
     def hold(self, seconds: float) -> None:
         self.held_until = max(self.held_until, self.clock() + seconds)
 
 
 async def acquire(limiters: Sequence[Limiter], clock: Callable[[], float] = time.monotonic) -> None:
-    """Wait until every limiter allows one more, and take it from all of them at once."""
+    """Wait until every limiter allows one more, and begin it on all of them at once; `release`
+    when it is answered."""
     while True:
         now = clock()
         wait = max((limiter.delay(now) for limiter in limiters), default=0.0)
         if wait <= 0:
             for limiter in limiters:
-                limiter.take(now)
+                limiter.begin()
             return
         await asyncio.sleep(wait)
+
+
+def release(limiters: Sequence[Limiter], clock: Callable[[], float] = time.monotonic) -> None:
+    now = clock()
+    for limiter in limiters:
+        limiter.end(now)
 
 
 class Pacer:
@@ -77,8 +106,12 @@ class Pacer:
         return self.conversations.get((platform, address))
 
     async def wait_turn(self, platform: str, address: str) -> None:
-        """Wait until both the conversation and the app allow one more, and take it."""
+        """Wait until both the conversation and the app allow one more, and take it; `answered`
+        when the platform has answered it (or it failed)."""
         await acquire(self.limiters(platform, address))
+
+    def answered(self, platform: str, address: str) -> None:
+        release(self.limiters(platform, address))
 
     async def ready(self, platform: str, address: str) -> None:
         """Wait until the conversation alone would allow one more, taking nothing: a lane waits
@@ -90,5 +123,5 @@ class Pacer:
     def _forget_idle(self) -> None:
         now = time.monotonic()
         for key, limiter in list(self.conversations.items()):
-            if limiter.delay(now) == 0 and all(not stamps for _, _, stamps in limiter.windows):
+            if limiter.delay(now) == 0 and limiter.idle():
                 del self.conversations[key]

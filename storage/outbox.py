@@ -244,9 +244,9 @@ def claim_due(session: Session, *, platforms: Sequence[str], now: datetime, limi
     for row in rows:
         if row.kind == UPDATE and row.updates_id is not None and row.id is not None:
             newest[row.updates_id] = max(newest.get(row.updates_id, 0), row.id)
-    claimed: list[Claimed] = []
+    chosen: list[tuple[Outbox, str | None]] = []
     for row in rows:
-        if len(claimed) >= limit:
+        if len(chosen) >= limit:
             break
         assert row.id is not None
         if row.kind == UPDATE and row.updates_id is not None and newest[row.updates_id] != row.id:
@@ -267,22 +267,27 @@ def claim_due(session: Session, *, platforms: Sequence[str], now: datetime, limi
             if original.message_ref is None:
                 continue  # its post is not out yet; the update waits for it
             message_ref = original.message_ref
-        taken = session.execute(
+        chosen.append((row, message_ref))
+    if not chosen:
+        return []
+    # One conditional UPDATE for the batch: only the rows still pending become ours, and the
+    # card comes back with each (a change may have replaced it since the SELECT above, and
+    # the newest card is the one to send).
+    taken = {
+        id_: card
+        for id_, card in session.execute(
             update(Outbox)
-            .where(and_(col(Outbox.id) == row.id, col(Outbox.status) == PENDING))
+            .where(col(Outbox.id).in_([row.id for row, _ in chosen]), col(Outbox.status) == PENDING)
             .values(status=SENDING, claimed_at=now)
+            .returning(col(Outbox.id), col(Outbox.card))
             .execution_options(synchronize_session=False)
         )
-        if taken.rowcount:  # type: ignore[attr-defined]
-            # Read the card again now that the row is ours: a change may have replaced it
-            # between the SELECT above and the claim, and the newest card is the one to send.
-            card = session.execute(select(Outbox.card).where(col(Outbox.id) == row.id)).scalar_one()
-            claimed.append(
-                Claimed(
-                    row.id, row.kind, row.platform, row.address, card, row.attempts, message_ref, row.subject
-                )
-            )
-    return claimed
+    }
+    return [
+        Claimed(row_id, row.kind, row.platform, row.address, taken[row_id], row.attempts, ref, row.subject)
+        for row, ref in chosen
+        if (row_id := row.id) is not None and row_id in taken
+    ]
 
 
 def mark_sent(session: Session, claimed: Claimed, *, message_ref: str | None, now: datetime) -> None:

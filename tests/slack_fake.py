@@ -38,6 +38,7 @@ class Call:
     method: str
     body: dict[str, Any]
     answer: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.perf_counter)  # when it arrived, for end-to-end timings
 
 
 @dataclass

@@ -266,3 +266,24 @@ def test_the_pacer_allows_no_more_than_each_window_and_says_how_long_to_wait() -
     assert 8.5 <= limiter.delay(now[0]) <= 8.5 + Limiter.MARGIN + 1e-9  # three in the last ten seconds
     limiter.hold(20)
     assert limiter.delay(now[0]) >= 20
+
+
+def test_a_request_on_its_way_counts_until_answered_and_then_from_its_answer() -> None:
+    """The platform counts a request when it arrives, some time before its answer: the pacer
+    may not start the next window's first until the last of this one cannot still be arriving."""
+    from bot.pacing import Limiter
+
+    now = [100.0]
+    limiter = Limiter([(2, 1.0)], clock=lambda: now[0])
+    limiter.begin()
+    limiter.begin()
+    assert limiter.delay(now[0]) == Limiter.POLL  # two on their way: only an answer frees a place
+    now[0] += 0.4
+    limiter.end(now[0])  # answered at 100.4: it may have arrived as late as that
+    assert 1.0 <= limiter.delay(now[0]) <= 1.0 + Limiter.MARGIN + 1e-9
+    now[0] += 0.7  # 101.1: a departure stamp (100.0) would have left the window by now
+    assert limiter.delay(now[0]) > 0.29
+    limiter.end(now[0])
+    now[0] += 0.4  # 101.5: the first answer is out of the window, the second is not
+    assert limiter.delay(now[0]) == 0
+    assert not limiter.idle()

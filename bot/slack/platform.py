@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiohttp import ClientError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -97,7 +98,9 @@ class SlackPlatform:
             return await getattr(self.client, method)(**arguments)
         except SlackApiError as error:
             raise await self._explain(error, where) from None
-        except (TimeoutError, OSError) as error:
+        except (TimeoutError, OSError, ClientError) as error:
+            # A connection Slack dropped before answering (ServerDisconnectedError) is no bug:
+            # the message may or may not be out, and it is tried again.
             raise DeliveryError(f"Slack could not be reached ({type(error).__name__})") from None
 
     async def _explain(self, error: SlackApiError, where: str) -> DeliveryError:
