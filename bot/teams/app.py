@@ -37,6 +37,7 @@ from bot.teams.service_urls import ServiceUrls, on_this_machine, parse_allowed
 from handlers import conversations, directory, inbound
 from handlers.context import Actor, Context, PostRef
 from handlers.ui import Card, Reply
+from storage.database import UNREACHABLE
 
 log = logging.getLogger(__name__)
 COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline", "help")
@@ -443,9 +444,17 @@ class TeamsApp:
             log.info("could not close the form card: %s", error)
 
     async def _turn_failed(self, turn: TurnContext, error: Exception) -> None:
-        log.error("a Teams turn failed: %s", error, exc_info=error)
+        if isinstance(error, UNREACHABLE):
+            # Not a bug (no stack trace): the database is away, and the person can try again, as on
+            # Slack. The handlers answer this themselves; remembering the conversation and knowing
+            # the person, before them, meet it here.
+            log.warning("a Teams turn could not reach the database: %s", error)
+            told = inbound.TRY_AGAIN
+        else:
+            log.error("a Teams turn failed: %s", error, exc_info=error)
+            told = "Something went wrong on Touchline's side; nothing more was changed."
         try:
-            await turn.send_activity("Something went wrong on Touchline's side; nothing more was changed.")
+            await turn.send_activity(told)
         except Exception:
             log.info("could not tell the sender about the failure")
 
@@ -476,6 +485,7 @@ class _Authentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[
         self.service_urls = service_urls
         self.emulator = emulator
         self._factories: dict[frozenset[tuple[str, str]], _KeptConnectors] = {}
+        self._user_token_clients: dict[frozenset[tuple[str, str]], Any] = {}
 
     async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
         # The Emulator's mode authenticates nothing, so a token sent to it is not even read;
@@ -503,6 +513,15 @@ class _Authentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[
                 super().create_connector_factory(claims_identity), self.service_urls
             )
         return self._factories[key]
+
+    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> Any:
+        # Touchline signs no one in through the Bot Framework's token service, yet the SDK builds
+        # this client (and its retry policy) for every proactive message: 16% of a fan-out
+        # worker's CPU. One is kept for each identity, as the connector factories are.
+        key = frozenset((str(k), str(v)) for k, v in (claims_identity.claims or {}).items())
+        if key not in self._user_token_clients:
+            self._user_token_clients[key] = await super().create_user_token_client(claims_identity)
+        return self._user_token_clients[key]
 
 
 class _KeptConnectors(ConnectorFactory):  # type: ignore[misc]
