@@ -287,3 +287,27 @@ def test_a_request_on_its_way_counts_until_answered_and_then_from_its_answer() -
     now[0] += 0.4  # 101.5: the first answer is out of the window, the second is not
     assert limiter.delay(now[0]) == 0
     assert not limiter.idle()
+
+
+def test_a_connection_slack_drops_unanswered_is_a_delivery_to_try_again(caplog: object) -> None:
+    """Slack (or a proxy before it) may close the connection without an answer: the message may
+    or may not be out, and it is tried again, not logged as a bug with a stack trace."""
+    import pytest
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.slack.platform import SlackPlatform
+    from tests.fake_limits import Gate
+    from tests.slack_fake import TOKEN, fake_slack
+
+    async def send() -> DeliveryError:
+        async with fake_slack() as fake:
+            fake.gate = Gate(drops=1.0, hang=0.05)
+            platform = SlackPlatform(AsyncWebClient(token=TOKEN, base_url=fake.base_url, timeout=5))
+            with pytest.raises(DeliveryError) as raised:
+                await platform.send("C0SALES001", Card(title="A drop"), delivery_id=1)
+            assert fake.gate.counts["dropped"] >= 1  # slack_sdk tries a dropped connection once more
+            return raised.value
+
+    error = asyncio.run(send())
+    assert not error.permanent and error.retry_after is None
+    assert "Slack could not be reached" in error.reason
