@@ -8,7 +8,12 @@ days (five themes, grouped as Touchline groups them, written in bulk: logging 10
 one would take the old code hours), and then `--samples` more are logged through `/objection`
 and timed. Beside the time it prints the objection rows each `/objection` reads (counted on a
 few more, untimed): a new objection is compared with a bounded number of its theme's recent
-objections and groups, so both should stay flat as the month fills up. It also times
+objections and groups, so both should stay flat as the month fills up. It times the "You
+are the Nth rep" count on its own too, for the largest group (an eighth of the month: it grows
+with the history), again and again in one connection at one moment, so that psycopg prepares it
+the fifth time, as a server's pooled connection prepares a statement it repeats; and, once all
+else is timed, for a group heard for a year: as many objections as the history in the eleven
+months before the month, and 50 in it, of which the count should read only the 50. It also times
 marketing's `/objection list` (which reads the whole month by design) and, on the largest
 history, theming against many themes heard lately. Prints figures, asserts nothing.
 """
@@ -29,7 +34,7 @@ from sqlalchemy.orm import ORMExecuteState
 from sqlmodel import Session, col, select
 
 from benchmarks import common
-from handlers import directory, inbound, matching, setup
+from handlers import directory, inbound, matching, objections, setup
 from handlers.context import Actor, Context
 from handlers.organisation import parse_organisation
 from storage.database import Database
@@ -53,8 +58,11 @@ SAYINGS = {
 }
 COMPETITORS = ["Acme", "Globex", "Initech"]
 MONTH = timedelta(days=30)
+YEAR = timedelta(days=365)
+OF_THE_MONTH = 50  # objections of the month in the group heard for a year
 COUNTED = 20  # untimed /objection commands whose reads are counted
 LISTS = 3
+COUNTS = 200  # Nth-rep counts timed on the largest group
 CHUNK = 5000
 
 
@@ -64,6 +72,9 @@ class Figures:
     timings: list[float]
     rows_read: list[int]
     lists: list[float]
+    group: int  # objections in the largest group
+    counts: list[float]
+    old_counts: list[float]  # of a group with `history` objections before the month
 
 
 def organisation(reps: int) -> dict[str, Any]:
@@ -160,9 +171,68 @@ def measure(db: Database, args: argparse.Namespace, size: int, *, last: bool) ->
         inbound.command(ctx, marketer, "objection", "list")
         lists.append((time.perf_counter() - began) * 1000)
     print(f"  /objection <text>: {common.percentiles(timings)}; list: {common.percentiles(lists)}")
+    group_id, group = largest_group(ctx)
+    counts = reps_counted(ctx, group_id, now[0])
+    print(f"  Nth-rep count of a group of {group:,}: {common.percentiles(counts)}")
     if last:
         many_themes(ctx, reps, rng)
-    return Figures(size, timings, rows_read, lists)
+    old_counts = reps_counted(ctx, year_old_group(ctx, reps, rng, size, now[0]), now[0])
+    before = f"{size:,} before the month and {OF_THE_MONTH} in it"
+    print(f"  Nth-rep count of a group with {before}: {common.percentiles(old_counts)}")
+    return Figures(size, timings, rows_read, lists, group, counts, old_counts)
+
+
+def largest_group(ctx: Context) -> tuple[int, int]:
+    """The group with the most objections, and how many it has."""
+    with ctx.db.session() as session:
+        size = func.count().label("size")
+        group_id, group = session.exec(
+            select(Objection.group_id, size).group_by(col(Objection.group_id)).order_by(size.desc()).limit(1)
+        ).one()
+    assert group_id is not None
+    return group_id, group
+
+
+def year_old_group(ctx: Context, reps: list[Actor], rng: random.Random, size: int, now: datetime) -> int:
+    """A group heard for a year: `size` objections in the eleven months before the month (written
+    after everything else was timed), and OF_THE_MONTH in it."""
+    ages = [MONTH + (YEAR - MONTH) * (size - i) / size for i in range(size)]
+    ages += [MONTH * (OF_THE_MONTH - i) / (OF_THE_MONTH + 1) for i in range(OF_THE_MONTH)]
+    with ctx.db.session() as session:
+        theme_id = session.exec(select(Objection.theme_id)).first() or 0
+        said = [
+            Objection(
+                text="no single sign-on",
+                theme_id=theme_id,
+                reporter_id=rng.choice(reps).person_id,
+                created_at=now - age,
+            )
+            for age in ages
+        ]
+        for start in range(0, len(said), CHUNK):
+            session.add_all(said[start : start + CHUNK])
+            session.flush()
+        group_id = said[0].id
+        assert group_id is not None
+        # The rows just written, named after the first.
+        session.execute(update(Objection).where(col(Objection.id) >= group_id).values(group_id=group_id))
+    vacuumed(ctx)
+    return group_id
+
+
+def reps_counted(ctx: Context, group_id: int, now: datetime) -> list[float]:
+    """The times the Nth-rep count of the group's newest objection takes."""
+    with ctx.db.session() as session:
+        newest = session.exec(
+            select(Objection).where(Objection.group_id == group_id).order_by(col(Objection.id).desc())
+        ).first()
+        assert newest is not None
+        timings = []
+        for _ in range(COUNTS):
+            began = time.perf_counter()
+            objections.reporters(session, newest, now)
+            timings.append((time.perf_counter() - began) * 1000)
+    return timings
 
 
 def seed(ctx: Context, reps: list[Actor], rng: random.Random, size: int, now: datetime) -> None:
@@ -200,11 +270,19 @@ def seed(ctx: Context, reps: list[Actor], rng: random.Random, size: int, now: da
         session.connection().execute(
             change, [{"row": row.id, "group": group_ids[key]} for row, key in zip(rows, keys, strict=True)]
         )
-        if session.get_bind().dialect.name == "postgresql":
-            # A table filled over a month has statistics; one filled in a second has none until
-            # autovacuum comes by, and plans made without them are not the ones a month sees.
-            session.connection().exec_driver_sql("ANALYZE objection")
         session.commit()
+    vacuumed(ctx)
+
+
+def vacuumed(ctx: Context) -> None:
+    """A table filled over a month has statistics and a visibility map (autovacuum keeps them);
+    one filled in a second has neither until autovacuum comes by, and plans made without them
+    are not the ones a month sees."""
+    if ctx.db.engine.dialect.name == "postgresql":
+        with ctx.db.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "VACUUM ANALYZE objection"
+            )
 
 
 @contextmanager
@@ -246,13 +324,18 @@ def many_themes(ctx: Context, reps: list[Actor], rng: random.Random) -> None:
 
 
 def table(figures: list[Figures]) -> None:
-    print("\n history | /objection p50 |      p95 | mean ms | objection rows read | /objection list p50")
+    print(
+        "\n history | /objection p50 |      p95 | mean ms | objection rows read | /objection list p50"
+        " | largest group | Nth-rep count p50 |    p95 | year-old group's count p50 |    p95"
+    )
     for f in figures:
         mean = sum(f.timings) / len(f.timings)
         rows = f"{min(f.rows_read)}–{max(f.rows_read)}"
         print(
             f"{f.history:>8,} | {median(f.timings):>11.1f} ms | {percentile(f.timings, 0.95):>5.1f} ms "
-            f"| {mean:>7.1f} | {rows:>19} | {median(f.lists):>16.0f} ms"
+            f"| {mean:>7.1f} | {rows:>19} | {median(f.lists):>16.0f} ms | {f.group:>13,} "
+            f"| {median(f.counts):>14.2f} ms | {percentile(f.counts, 0.95):>3.2f} ms "
+            f"| {median(f.old_counts):>23.2f} ms | {percentile(f.old_counts, 0.95):>3.2f} ms"
         )
 
 

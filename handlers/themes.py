@@ -70,21 +70,25 @@ def candidates(session: Session, now: datetime) -> list[Theme]:
     """The themes a new objection may join: the taxonomy's, and those heard in the last half
     year (at most the 500 most recently heard), so that the comparison stays quick however
     many themes years of objections have left behind."""
-    recent = session.exec(
+    # Both read along an index, not the table: ordered by id, SQLite scanned every theme for the
+    # taxonomy's few, and told `key IS NULL`, it read every found theme by the key's index for
+    # the latest 500 (13 and 67 ms at 100,000 themes). The taxonomy's themes come out of the
+    # latest afterwards.
+    listed = sorted(
+        session.exec(
+            select(Theme)
+            .where(col(Theme.merged_into_id).is_(None), col(Theme.key).is_not(None))
+            .order_by(col(Theme.key))
+        ),
+        key=lambda t: t.id or 0,
+    )
+    latest = session.exec(
         select(Theme)
-        .where(
-            col(Theme.merged_into_id).is_(None),
-            col(Theme.key).is_(None),
-            col(Theme.last_heard_at) >= now - RECENT,
-        )
+        .where(col(Theme.merged_into_id).is_(None), col(Theme.last_heard_at) >= now - RECENT)
         .order_by(col(Theme.last_heard_at).desc())
-        .limit(RECENT_THEMES)
-    ).all()
-    listed = session.exec(
-        select(Theme)
-        .where(col(Theme.merged_into_id).is_(None), col(Theme.key).is_not(None))
-        .order_by(col(Theme.id))
-    ).all()
+        .limit(RECENT_THEMES + len(listed))
+    )
+    recent = [t for t in latest if t.key is None][:RECENT_THEMES]
     return [*listed, *sorted(recent, key=lambda t: t.id or 0)]
 
 

@@ -296,12 +296,17 @@ class Objection(SQLModel, table=True):
     objection is shown only to marketing leads, and never with its reporter's name.
     """
 
-    __table_args__ = (Index("ix_objection_theme_id_created_at", "theme_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_objection_theme_id_created_at", "theme_id", "created_at"),
+        # The Nth-rep count reads a group's month and its reps from this index alone; it also
+        # serves every lookup by group_id, which therefore has no index of its own.
+        Index("ix_objection_group_id_created_at_reporter_id", "group_id", "created_at", "reporter_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     text: str = Field(sa_column=Column(Text, nullable=False))
     theme_id: int = Field(foreign_key="theme.id")
-    group_id: int | None = Field(default=None, index=True)
+    group_id: int | None = None
     competitor: str | None = Field(default=None, max_length=100)
     segment: str | None = Field(default=None, max_length=100)
     product: str | None = Field(default=None, max_length=100)

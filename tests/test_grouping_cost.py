@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+from psycopg import sql
 from sqlalchemy import Select, event
 from sqlalchemy.orm import ORMExecuteState
 from sqlmodel import Session, select
 
 from handlers import inbound, objections
 from handlers.context import Actor, Context
+from storage.database import Database
 from storage.models import Objection, Theme
 from tests.fakes import rows
 
 HISTORY = 2000
 BOUND = 450  # rows a new objection may read however full the month; the old scan read all 2,000
+OF_THE_MONTH = 10  # of the group whose reps are counted, the objections of the last 30 days
 
 
 @contextmanager
@@ -170,3 +174,103 @@ def test_two_like_objections_at_once_share_one_group(ctx: Context, people: dict[
     one, two = rows(ctx.db, Objection)
     assert one.theme_id == two.theme_id == price_theme(ctx)
     assert one.group_id == two.group_id == one.id  # ...and then sees it
+
+
+@contextmanager
+def statements_sent(db: Database) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL statements, with their parameters, that the database is sent."""
+    sent: list[tuple[str, Any]] = []
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", on_execute)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine, "before_cursor_execute", on_execute)
+
+
+def sqlite_steps(session: Session, statement: str, parameters: Any) -> int:
+    """The virtual machine instructions SQLite runs for a statement: at least one per row read."""
+    raw = session.connection().connection.dbapi_connection
+    assert raw is not None
+    steps = [0]
+
+    def step() -> int:
+        steps[0] += 1
+        return 0  # go on
+
+    raw.set_progress_handler(step, 1)
+    try:
+        raw.execute(statement, parameters).fetchall()
+    finally:
+        raw.set_progress_handler(None, 1)
+    return steps[0]
+
+
+def postgres_scans(session: Session, statement: str, parameters: dict[str, Any], mode: str) -> list[Any]:
+    """The scans of the objection table in the plan PostgreSQL runs the statement by, prepared
+    as psycopg prepares it, with `plan_cache_mode` set to `mode`."""
+    connection = session.connection()
+    raw = connection.connection.dbapi_connection
+    names = re.findall(r"%\((\w+)\)s", statement)
+    prepared = re.sub(r"%\((\w+)\)s", lambda name: f"${names.index(name[1]) + 1}", statement)
+    values = ", ".join(sql.Literal(parameters[name]).as_string(raw) for name in names)
+    connection.exec_driver_sql(f"PREPARE counted AS {prepared}")
+    try:
+        connection.exec_driver_sql(f"SET LOCAL plan_cache_mode = {mode}")
+        [[explained]] = connection.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE counted({values})"
+        )
+    finally:
+        connection.exec_driver_sql("DEALLOCATE counted")
+    nodes, scans = [explained[0]["Plan"]], []
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.get("Plans", []))
+        if node.get("Relation Name") == "objection":
+            scans.append(node)
+    return scans
+
+
+def test_the_reps_of_a_group_are_counted_from_its_month_alone(ctx: Context, people: dict[str, Actor]) -> None:
+    """The Nth-rep count reads the group's objections of the last 30 days from one index, and
+    nothing else: not the group's older ones, nor the month's of other groups. On PostgreSQL in
+    a generic plan too, the one it may settle on for a statement psycopg prepared."""
+    reps = [people[key].person_id for key in ("rep1", "rep2", "rep3")]
+    said = "too expensive vs Acme"
+    older = [(said, reps[i % 3], timedelta(days=400) - timedelta(days=369) * i / 1000) for i in range(1000)]
+    month = [
+        (said, reps[i % 3], timedelta(days=29) * (OF_THE_MONTH - i) / OF_THE_MONTH)
+        for i in range(OF_THE_MONTH)
+    ]
+    *_, newest = write(ctx, older + month, group_size=len(older) + OF_THE_MONTH)
+    others = [("over budget", reps[0], timedelta(days=29) * (2000 - i) / 2000) for i in range(2000)]
+    write(ctx, others, group_size=100)  # 20 groups heard this month
+    postgres = ctx.db.engine.dialect.name == "postgresql"
+    if postgres:
+        # A table filled over months has statistics and a visibility map (autovacuum keeps
+        # them); one filled a moment ago has neither until autovacuum comes by.
+        with ctx.db.engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "VACUUM ANALYZE objection"
+            )
+    with ctx.db.session() as session:
+        with statements_sent(ctx.db) as sent:
+            assert objections.reporters(session, newest, ctx.now()) == 3
+        [(statement, parameters)] = [(query, values) for query, values in sent if query.startswith("SELECT")]
+        if postgres:
+            for mode in ("force_generic_plan", "force_custom_plan"):
+                scans = postgres_scans(session, statement, parameters, mode)
+                assert [scan["Node Type"] for scan in scans] == ["Index Only Scan"], (mode, scans)
+                read = [scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0) for scan in scans]
+                assert read == [OF_THE_MONTH], (mode, scans)
+        else:
+            explained = session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            plan = [row[3] for row in explained]
+            covering = r"USING COVERING INDEX \w+ \(group_id=\? AND created_at>\?\)"
+            assert any(re.search(covering, step) for step in plan), plan
+            # Reading the group's 1,000 older objections, or the month's 2,000 of the other
+            # groups, would take at least one step each.
+            assert sqlite_steps(session, statement, parameters) < len(older)
