@@ -118,7 +118,9 @@ def serve_command(
     no_worker: Annotated[
         bool,
         typer.Option(
-            "--no-worker", help="Leave delivering messages to `touchline worker`, a process of its own."
+            "--no-worker",
+            help="Leave delivering messages, and doing what people did in Slack, to `touchline worker`, "
+            "a process of its own: this one only stores it and answers.",
         ),
     ] = False,
 ) -> None:
@@ -322,9 +324,9 @@ def _serve(settings: Settings, *, deliver: bool = True) -> None:
 def worker_command(
     config: Annotated[Path | None, typer.Option(help="app.yaml (default: TOUCHLINE_CONFIG)")] = None,
 ) -> None:
-    """Deliver messages (and take up work a stopped server left) without serving: beside
-    `touchline serve --no-worker`, so that a broadcast does not slow the answers to Slack and
-    Teams. Several may run on one PostgreSQL."""
+    """Deliver messages and do what people did in Slack (stored by `touchline serve --no-worker`,
+    or left by a stopped server) without serving, so that neither a broadcast nor a crowd's work
+    slows the answers to Slack and Teams. Several may run on one PostgreSQL."""
     settings = settings_or_exit(config)
     env = settings.env
     logs.configure(env.log_level, env.log_format)

@@ -27,7 +27,7 @@ from bot.delivery import DeliveryWorker
 from bot.metrics import Metrics
 from bot.pacing import Pacer
 from bot.platform import Platform
-from bot.slack.app import SlackApp
+from bot.slack.app import TAKE_EVERY, SlackApp
 from bot.slack.platform import SlackPlatform
 from bot.teams.app import TeamsApp
 from bot.teams.platform import TeamsPlatform
@@ -195,7 +195,8 @@ class Touchline:
             self.slack.http()
         tasks = [asyncio.create_task(self.worker().run_forever(stop))]
         if self.slack is not None:
-            tasks.append(asyncio.create_task(self.slack.keep_inbox(stop)))
+            # What `serve --no-worker` received is done here, looked for every TAKE_EVERY.
+            tasks.append(asyncio.create_task(self.slack.keep_inbox(stop, every=TAKE_EVERY)))
         try:
             await stop.wait()
         finally:
@@ -235,7 +236,11 @@ class Touchline:
         socket_mode = None
         if self.slack is not None:
             tasks.append(asyncio.create_task(self._keep_fresh(stop)))
-            tasks.append(asyncio.create_task(self.slack.keep_inbox(stop)))
+            # Without a worker beside it, this process does what it received (and what a dead
+            # one left); with one, it only stores it, and the worker does it.
+            self.slack.hands_off = not deliver
+            if deliver:
+                tasks.append(asyncio.create_task(self.slack.keep_inbox(stop)))
             if self.env.slack_app_token is not None:
                 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 

@@ -92,6 +92,8 @@ MAX_COMMAND_TEXT = 4000
 TRY_AGAIN = (
     "Touchline cannot reach its database right now and nothing was saved. Please try again in a minute."
 )
+# A platform's retry of something done already (Teams redelivers an activity it got no answer to).
+ALREADY = "Touchline received that twice and did it once, the first time; nothing more was done."
 BROKEN = (
     "Part of that text is a broken character (half of an emoji, a lone surrogate), which "
     "Touchline cannot store or send. Please type it again; nothing was saved."
@@ -110,11 +112,23 @@ def _broken(value: object) -> bool:
     return False
 
 
-def command(ctx: Context, actor: Actor, name: str, text: str, *, receipt: int | None = None) -> Reply:
+def command(
+    ctx: Context,
+    actor: Actor,
+    name: str,
+    text: str,
+    *,
+    receipt: int | None = None,
+    event_id: str | None = None,
+) -> Reply:
     """`/objection too expensive vs Acme` arrives as `command(actor, "objection", "too expensive ...")`.
 
     `receipt`, for this and the other three calls: the inbox item it came in as (storage/inbox.py),
-    marked done in the unit of work that does it, so that it is done once however often it is tried."""
+    marked done in the unit of work that does it, so that it is done once however often it is tried.
+    `event_id`, for this, `action` and `submit`: the platform's id of what arrived (on Teams,
+    `activity:<id>`), recorded in the unit of work that does it; delivered again, it does
+    nothing and says so (`ALREADY`). What was refused or failed is not recorded: tried again,
+    it is tried again."""
     name = name.strip().lstrip("/").lower()
     if _broken(text):
         return Reply(text=BROKEN)
@@ -123,8 +137,9 @@ def command(ctx: Context, actor: Actor, name: str, text: str, *, receipt: int | 
             text=f"That is {len(text):,} characters; commands take at most {MAX_COMMAND_TEXT:,}. "
             "Please shorten it."
         )
+    event = _event(actor, event_id)
     if name == "touchline" and text.strip().lower() == "dashboard":
-        return _run(ctx, lambda s: signin.dashboard_link(s, ctx, actor), receipt)
+        return _run(ctx, lambda s: signin.dashboard_link(s, ctx, actor), receipt, event)
     handler = COMMANDS.get(name)
     if handler is None:
         return _run(
@@ -133,28 +148,40 @@ def command(ctx: Context, actor: Actor, name: str, text: str, *, receipt: int | 
                 ctx, actor, unknown="" if name in ("help", "touchline", "") else f"/{name}"
             ),
             receipt,
+            event,
         )
-    return _run(ctx, lambda s: handler(s, ctx, actor, text), receipt)
+    return _run(ctx, lambda s: handler(s, ctx, actor, text), receipt, event)
 
 
-def action(ctx: Context, actor: Actor, action_id: str, value: str, *, receipt: int | None = None) -> Reply:
+def action(
+    ctx: Context,
+    actor: Actor,
+    action_id: str,
+    value: str,
+    *,
+    receipt: int | None = None,
+    event_id: str | None = None,
+) -> Reply:
     """A button on one of Touchline's cards was pressed."""
     handler = ACTIONS.get(action_id)
     if _broken(value):
         return Reply(text=BROKEN)
     if handler is None:
         return Reply(text="That button no longer does anything. /help lists what you can do.")
-    return _run(ctx, lambda s: handler(s, ctx, actor, value), receipt)
+    return _run(ctx, lambda s: handler(s, ctx, actor, value), receipt, _event(actor, event_id))
 
 
-def submit(ctx: Context, actor: Actor, form_id: str, values: Mapping[str, Any]) -> Reply:
-    """A form Touchline opened was submitted (the form's `state` is merged into `values`)."""
+def submit(
+    ctx: Context, actor: Actor, form_id: str, values: Mapping[str, Any], *, event_id: str | None = None
+) -> Reply:
+    """A form Touchline opened was submitted (the form's `state` is merged into `values`). Field
+    errors store nothing, the event id neither: the corrected form comes as a new event."""
     handler = FORMS.get(form_id)
     if handler is None:
         return Reply(text="That form has expired. Please start again from the command.")
     if _broken(values):
         return Reply(text=BROKEN)
-    return _run(ctx, lambda s: handler(s, ctx, actor, values))
+    return _run(ctx, lambda s: handler(s, ctx, actor, values), event=_event(actor, event_id))
 
 
 def reaction(
@@ -200,13 +227,27 @@ def normalise_emoji(emoji: str) -> str:
     return EMOJI_NAMES.get(name, name)
 
 
-def _run(ctx: Context, body: Callable[[Session], Reply], receipt: int | None = None) -> Reply:
+def _event(actor: Actor, event_id: str | None) -> tuple[str, str] | None:
+    return (actor.platform, event_id) if event_id else None
+
+
+def _run(
+    ctx: Context,
+    body: Callable[[Session], Reply],
+    receipt: int | None = None,
+    event: tuple[str, str] | None = None,
+) -> Reply:
     """One unit of work: all of it is stored, or, on a refusal or a failure, none of it. With a
-    `receipt`, the inbox item is marked done in it: tried again, it does nothing."""
+    `receipt`, the inbox item is marked done in it; with an `event` (platform, event id), the
+    event is recorded in it: tried again, either does nothing."""
 
     def unit(session: Session) -> Reply:
         if receipt is not None and not inbox.finish(session, receipt):
             raise _DoneAlready
+        if event is not None and not inbound_events.first_time(
+            session, platform=event[0], event_id=event[1], now=ctx.now()
+        ):
+            return Reply(text=ALREADY)
         return body(session)
 
     try:
@@ -243,5 +284,11 @@ class _DoneAlready(Exception):
 def settle(ctx: Context, receipt: int | None) -> None:
     """Mark an inbox item done that needed no unit of work of its own (a refusal, a reply from
     memory); nothing if it is done already."""
-    if receipt is not None:
-        ctx.db.run(lambda session: inbox.finish(session, receipt))
+    if receipt is None:
+        return
+    with ctx.db.read() as session:
+        # Most items were marked done by their own unit of work: a read says so without
+        # taking SQLite's write lock (one more write transaction for each command, otherwise).
+        if inbox.done(session, receipt):
+            return
+    ctx.db.run(lambda session: inbox.finish(session, receipt))

@@ -38,18 +38,19 @@ def receive(
     kind: str,
     fields: dict[str, Any],
     now: datetime,
-    claimant: str,
+    claimant: str | None,
 ) -> int | None:
-    """Store it, claimed by `claimant`; None if it was received before (the platform's retry)."""
+    """Store it, claimed by `claimant` (None: for whoever takes it first); None if it was
+    received before (the platform's retry)."""
     item = InboxItem(
         platform=platform,
         key=key[:200],
         kind=kind,
         fields=json.dumps(fields, ensure_ascii=False),
         received_at=now,
-        attempts=1,
+        attempts=0 if claimant is None else 1,
         claimed_by=claimant,
-        claimed_until=now + LEASE,
+        claimed_until=None if claimant is None else now + LEASE,
     )
     try:
         with session.begin_nested():
@@ -68,6 +69,27 @@ def finish(session: Session, item_id: int) -> bool:
         .values(done=True, fields=None, claimed_by=None, claimed_until=None)
     )
     return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+def done(session: Session, item_id: int) -> bool:
+    """Whether it is done (or gone: done and forgotten)."""
+    found = session.exec(select(InboxItem.done).where(col(InboxItem.id) == item_id)).first()
+    return found is None or bool(found)
+
+
+def waiting(session: Session, *, now: datetime) -> bool:
+    """Whether any item waits to be claimed (what `claim` would take)."""
+    return (
+        session.exec(
+            select(InboxItem.id)
+            .where(
+                col(InboxItem.done).is_(False),
+                or_(col(InboxItem.claimed_until).is_(None), col(InboxItem.claimed_until) < now),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def claim(session: Session, *, now: datetime, claimant: str, limit: int = 50) -> list[Item]:

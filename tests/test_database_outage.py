@@ -33,6 +33,8 @@ people:
 roles: {{leader: [boss]}}
 audiences:
   field: {{targets: [{", ".join(f'"slack:{c}"' for c in CHANNELS)}], members: [boss]}}
+# Five a second for the app, so that the thirty posts take six seconds and the cut meets them.
+delivery: {{slack: {{per_conversation: [1/1s], per_app: [5/1s]}}}}
 """
 
 
@@ -64,6 +66,11 @@ async def commands(
     return said
 
 
+def out(fake: slack_fake.FakeSlack) -> list[str]:
+    """The channels the decision was posted to so far, once for each post."""
+    return [c["channel"] for c in fake.called("chat.postMessage") if c["channel"] in CHANNELS]
+
+
 async def health(port: int) -> int:
     async with (
         ClientSession(timeout=ClientTimeout(total=10)) as http,
@@ -88,10 +95,11 @@ def test_a_database_outage_mid_delivery_and_mid_burst_loses_nothing_and_sends_no
         before = asyncio.run(commands(port, fake, 1.0, 0))
         decision = announced(ctx)
         deadline = time.monotonic() + 20
-        while len(fake.called("chat.postMessage")) < 5:  # paced at Slack's 5 a second: under way
+        while len(out(fake)) < 5:  # paced at five a second: under way
             assert time.monotonic() < deadline, "the decision's delivery did not start"
             time.sleep(0.05)
         relay.down()
+        at_the_cut = len(out(fake))
         during = asyncio.run(commands(port, fake, OUTAGE, 1000))
         unhealthy = asyncio.run(health(port))
         relay.up()
@@ -127,11 +135,13 @@ def test_a_database_outage_mid_delivery_and_mid_burst_loses_nothing_and_sends_no
     assert set(stored) == taken and max(stored.values()) == 1  # nothing half-written, nothing twice
 
     # Each channel got the decision once, and Touchline knows each post (its counts can be updated).
-    sent = Counter(c["channel"] for c in fake.called("chat.postMessage") if c["channel"] in CHANNELS)
+    assert 0 < at_the_cut < len(CHANNELS), f"cut with {at_the_cut} posts out: not mid-delivery"
+    sent = Counter(out(fake))
     assert sorted(sent) == sorted(CHANNELS) and max(sent.values()) == 1, sent
     assert {p.status for p in posts} == {outbox.SENT} and all(p.message_ref for p in posts)
     print(
         f"outage {OUTAGE:.0f} s: {len(every)} commands, {len(taken)} stored, {len(told)} told to try again; "
-        f"{relay.refused} connections refused; {len(posts)} posts, each sent once"
+        f"{relay.refused} connections refused; {len(posts)} posts ({at_the_cut} out at the cut), "
+        "each sent once"
     )
     db.dispose()

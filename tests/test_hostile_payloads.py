@@ -188,15 +188,15 @@ def _the_fakes(record: logging.LogRecord) -> bool:
 def whole(change: dict[str, int]) -> bool:
     """A change one valid request makes: nothing; an objection logged (with its audit entry,
     and any theme it is the first of); an acknowledgement given or taken back (and the posted
-    cards' counts queued for an update); an event noted as heard, with either; the request
-    kept in the inbox (done), with any of them."""
+    cards' counts queued for an update); an event (a reaction, a Teams activity) noted as heard,
+    with any of them; the request kept in the inbox (done), with any of them."""
     rest = dict(change)
     heard = rest.pop("inboundevent", 0)
     if rest.pop("inboxitem", 0) not in (0, 1):
         return False
     if rest.get("objection") == 1:
         rest.pop("theme", None)
-        return heard == 0 and rest == {"objection": 1, "auditentry": 1}
+        return heard in (0, 1) and rest == {"objection": 1, "auditentry": 1}
     if "acknowledgement" in rest:
         return (
             heard in (0, 1)

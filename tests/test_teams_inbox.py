@@ -1,7 +1,8 @@
 """Nothing acknowledged to Teams is lost (issue 17): a real `touchline serve`, Teams in the Emulator's
 mode against the fake Bot Connector, killed (-9) or stopped (SIGTERM) in the middle of a burst of
 *Got it* presses on a channel card, reactions to it and `objection …` messages; after a restart,
-every activity answered 2xx is stored, once."""
+every activity answered 2xx is stored, once, and so is every other once the Bot Connector has
+sent it again (the same activity, the same id)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class Burst:
         default_factory=lambda: {"press": set(), "react": set(), "say": set()}
     )
     refused: Counter[int] = field(default_factory=Counter)  # status (0: no answer) -> how many
+    unanswered: list[dict[str, Any]] = field(default_factory=list)  # what the Connector sends again
 
     @property
     def total(self) -> int:
@@ -149,6 +151,7 @@ async def burst(port: int, made: list[tuple[str, str, dict[str, Any]]], *, stop:
                 result.answered[kind].add(what)
             else:
                 result.refused[status] += 1
+                result.unanswered.append(body)
             if not stopped and result.total >= len(made) // 2:
                 stopped = True
                 stop()
@@ -196,19 +199,56 @@ def test_a_burst_acknowledged_to_teams_survives_a_kill_or_a_stop_exactly_once(
             sent = asyncio.run(burst(port, made, stop=stop))
             first.wait(timeout=30)
             gone = time.monotonic() - stopped_at[0]
+        before = stored(db)
         with teams_touchline(tmp_path, database_url, "second") as second:
-            # Served again (what was answered is stored already: Teams has no inbox to resume).
-            async def hello() -> int:
-                async with ClientSession() as http:
-                    again = second.port  # type: ignore[attr-defined]
-                    return await post(http, again, teams_fake.activity(fake, LEAD, text="help"))
+            # Served again (what was answered is stored already: Teams has no inbox to resume), and
+            # the Bot Connector sends again what got no answer, some of it stored already.
+            async def again() -> list[int]:
+                async with ClientSession(timeout=ClientTimeout(total=30)) as http:
+                    at = second.port  # type: ignore[attr-defined]
+                    hello = await post(http, at, teams_fake.activity(fake, LEAD, text="help"))
+                    return [hello, *[await post(http, at, body) for body in sent.unanswered]]
 
-            assert asyncio.run(hello()) in (200, 201)
+            resent = asyncio.run(again())
+            assert set(resent) <= {200, 201}, Counter(resent)
     log = (tmp_path / "first.err").read_text(errors="replace") + (tmp_path / "second.err").read_text(
         errors="replace"
     )
     assert "Traceback" not in log, log[-3000:]
     assert sent.total >= BURST // 2
+    for kind, kept in (("press", before[0]), ("react", before[0]), ("say", before[1])):
+        lost = sent.answered[kind] - set(kept)
+        assert not lost, f"{len(lost)} of {len(sent.answered[kind])} {kind}es answered 2xx were not stored"
+    stored_unanswered = (set(before[0]) | set(before[1])) - set().union(*sent.answered.values())
+    acknowledged, said = stored(db)
+    every = {kind: {what for k, what, _ in made if k == kind} for kind in ("press", "react", "say")}
+    assert set(acknowledged) == every["press"] | every["react"], "an activity sent again was not stored"
+    assert set(said) == every["say"], "a message sent again was not stored"
+    assert max(said.values()) == 1 and max(acknowledged.values()) == 1, said.most_common(3)
+    with db.session() as session:
+        reactions = len(
+            session.exec(
+                select(InboundEvent).where(
+                    InboundEvent.platform == "teams", ~col(InboundEvent.event_id).startswith("activity:")
+                )
+            ).all()
+        )
+    if how == signal.SIGTERM:
+        assert first.returncode == 0 and gone < 10, (first.returncode, gone)
+    engine = database_url.split(":")[0].split("+")[0]
+    print(  # the figures, for `pytest -s`
+        f"teams on {engine}, {how.name}: {sent.total} answered 2xx ({len(sent.answered['press'])} presses, "
+        f"{len(sent.answered['react'])} reactions, {len(sent.answered['say'])} messages), "
+        f"not: {dict(sent.refused)}; exited {gone:.2f} s after the signal; stored {len(acknowledged)} "
+        f"acknowledgements, {reactions} reaction events and {len(said)} objections "
+        f"({len(stored_unanswered)} stored though unanswered, then sent again, "
+        f"{len(set(before[1]) - sent.answered['say'])} of them messages)"
+    )
+    db.dispose()
+
+
+def stored(db: Database) -> tuple[Counter[str], Counter[str]]:
+    """Who acknowledged (by their Teams id), and the objections' texts, each with how many times."""
     with db.session() as session:
         acknowledged = Counter(
             session.exec(
@@ -218,25 +258,7 @@ def test_a_burst_acknowledged_to_teams_survives_a_kill_or_a_stop_exactly_once(
             ).all()
         )
         said = Counter(session.exec(select(Objection.text)).all())
-        reactions = len(session.exec(select(InboundEvent).where(InboundEvent.platform == "teams")).all())
-    every = {kind: {what for k, what, _ in made if k == kind} for kind in ("press", "react", "say")}
-    for kind, stored in (("press", acknowledged), ("react", acknowledged), ("say", said)):
-        lost = sent.answered[kind] - set(stored)
-        assert not lost, f"{len(lost)} of {len(sent.answered[kind])} {kind}es answered 2xx were not stored"
-    assert set(said) <= every["say"] and (not said or max(said.values()) == 1), said.most_common(3)
-    assert not acknowledged or max(acknowledged.values()) == 1
-    if how == signal.SIGTERM:
-        assert first.returncode == 0 and gone < 10, (first.returncode, gone)
-    engine = database_url.split(":")[0].split("+")[0]
-    stored_unanswered = (set(acknowledged) | set(said)) - set().union(*sent.answered.values())
-    print(  # the figures, for `pytest -s`
-        f"teams on {engine}, {how.name}: {sent.total} answered 2xx ({len(sent.answered['press'])} presses, "
-        f"{len(sent.answered['react'])} reactions, {len(sent.answered['say'])} messages), "
-        f"not: {dict(sent.refused)}; exited {gone:.2f} s after the signal; stored {len(acknowledged)} "
-        f"acknowledgements, {reactions} reaction events and {len(said)} objections "
-        f"({len(stored_unanswered)} stored though unanswered)"
-    )
-    db.dispose()
+    return acknowledged, said
 
 
 @pytest.mark.postgres
@@ -272,3 +294,70 @@ def test_a_teams_message_while_the_database_is_away_is_told_to_try_again_and_not
         said = sorted(session.exec(select(Objection.text)).all())
     db.dispose()
     assert said == ["said after the outage", "said before the outage"]
+
+
+def test_an_activity_the_bot_connector_delivers_twice_is_done_once_and_the_second_is_told_so(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The Bot Connector sends again what it got no answer to, with the same activity id: a
+    message, a button pressed on a card and a form submitted are each done once; a form sent
+    back with fields to fix is not done, and its corrected submit (a new activity) is."""
+    (tmp_path / "app.yaml").write_text(ORG)
+    said, raced, filled = rep(1), rep(2), rep(3)
+    with (
+        started(teams_fake.fake_connector()) as (fake, _),
+        teams_touchline(tmp_path, database_url, "serve") as server,
+    ):
+        port = server.port  # type: ignore[attr-defined]
+
+        def told(user: User) -> list[str]:
+            return [str(s.activity.get("text") or "") for s in fake.to(user.personal)]
+
+        async def twice(body: dict[str, Any], *, at_once: bool = False) -> list[int]:
+            async with ClientSession(timeout=ClientTimeout(total=15)) as http:
+                if at_once:
+                    return list(await asyncio.gather(post(http, port, body), post(http, port, body)))
+                return [await post(http, port, body), await post(http, port, body)]
+
+        def press(user: User, sent: Sent, title: str) -> dict[str, Any]:
+            [card] = sent.cards()
+            data = next(a["data"] for a in card["actions"] if a["title"] == title)
+            return teams_fake.activity(fake, user, text="", value=data, replyToId=sent.id)
+
+        # A message, and the receipt card's Withdraw on another objection.
+        retried = teams_fake.activity(fake, said, text="objection retried twice")
+        assert asyncio.run(twice(retried)) == [201] * 2
+        assert told(said)[1:] == [inbound.ALREADY], told(said)
+        asyncio.run(twice(teams_fake.activity(fake, said, text="objection withdrawn twice")))
+        receipt = [s for s in fake.to(said.personal) if s.cards()][-1]
+        assert asyncio.run(twice(press(said, receipt, "Withdraw"))) == [201] * 2
+        assert "is withdrawn" in told(said)[-2] and told(said)[-1] == inbound.ALREADY, told(said)
+        # Both deliveries at once (a redelivery while the first is still being done), from someone
+        # Touchline knows already (a new person's first two activities at once are another story).
+        asyncio.run(twice(teams_fake.activity(fake, raced, text="objection mine")))
+        body = teams_fake.activity(fake, raced, text="objection raced against itself")
+        assert asyncio.run(twice(body, at_once=True)) == [201] * 2
+        answers = told(raced)[2:]
+        assert len(answers) == 2 and answers.count(inbound.ALREADY) == 1, answers
+        # The form: sent back for its fields (twice: still not done), then filled in, twice.
+        asyncio.run(twice(teams_fake.activity(fake, filled, text="objection")))
+        form = next(s for s in fake.to(filled.personal) if s.cards())
+        empty = press(filled, form, "Log it")
+        empty["value"] = {**empty["value"], "text": "", "competitor": ""}  # Teams sends every input
+        assert asyncio.run(twice(empty)) == [201] * 2
+        assert [t.startswith("Please fix these") for t in told(filled)[-2:]] == [True, True], told(filled)
+        corrected = press(filled, form, "Log it")
+        corrected["value"] = {**corrected["value"], "text": "objection from a form, submitted twice"}
+        assert asyncio.run(twice(corrected)) == [201] * 2
+        assert told(filled)[-1] == inbound.ALREADY, told(filled)
+    log = (tmp_path / "serve.err").read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+    db = Database.from_url(database_url)
+    with db.session() as session:
+        stored = sorted(session.exec(select(Objection.text)).all())
+    db.dispose()
+    assert stored == [
+        "objection from a form, submitted twice",
+        "raced against itself",
+        "retried twice",
+    ], stored

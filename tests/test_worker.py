@@ -68,3 +68,60 @@ def test_the_worker_without_a_chat_platform_says_what_to_set(tmp_path: Path) -> 
     said = done.stdout + done.stderr
     assert done.returncode != 0 and "SLACK_BOT_TOKEN" in said and "MICROSOFT_APP_ID" in said, said
     assert "Traceback" not in said
+
+
+def test_serve_without_its_worker_only_stores_what_people_did_and_the_worker_does_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """`serve --no-worker` answers Slack at once and leaves the work (recording an objection,
+    its reply) to `touchline worker`, on another core: a crowd's work does not slow the answers."""
+    import asyncio
+
+    from aiohttp import ClientSession
+
+    from storage.models import InboxItem, Objection
+
+    (tmp_path / "app.yaml").write_text(ORG)
+    db = Database.from_url(database_url)
+    said = [f"too pricey for a pilot, number {n}" for n in range(12)]
+
+    def stored() -> int:
+        with db.session() as session:
+            return int(session.exec(select(func.count()).select_from(Objection)).one())
+
+    with (
+        started(slack_fake.fake_slack()) as (fake, _),
+        touchline(tmp_path, database_url, fake, "serve", command=("serve", "--no-worker")) as server,
+    ):
+
+        async def send() -> list[int]:
+            url = f"http://127.0.0.1:{server.port}/slack/events"  # type: ignore[attr-defined]
+            async with ClientSession() as http:
+                bodies = [
+                    slack_fake.slash_command("objection", s, f"U0REP{n:05d}", fake=fake)
+                    for n, s in enumerate(said)
+                ]
+                return [
+                    status
+                    for status, _ in await asyncio.gather(
+                        *(slack_fake.post(http, url, b, "application/x-www-form-urlencoded") for b in bodies)
+                    )
+                ]
+
+        assert asyncio.run(send()) == [200] * len(said)
+        time.sleep(1.5)  # the server itself would have recorded them by now
+        with db.session() as session:
+            waiting = session.exec(select(InboxItem).where(col(InboxItem.done).is_(False))).all()
+        assert stored() == 0 and len(waiting) == len(said) and fake.called("response_url") == []
+        assert all(item.claimed_by is None for item in waiting)  # for whichever worker takes it
+        with touchline(tmp_path, database_url, fake, "worker", command=("worker",), ready=WORKING):
+            deadline = time.monotonic() + 20
+            while stored() < len(said) or len(fake.called("response_url")) < len(said):
+                assert time.monotonic() < deadline, "the worker did not do what was received"
+                time.sleep(0.1)
+    assert stored() == len(said)  # once each
+    replies = " ".join(str(r.get("text", "")) for r in fake.called("response_url"))
+    assert all(s in replies for s in said)
+    logs = (tmp_path / "serve.err").read_text() + (tmp_path / "worker.err").read_text()
+    assert "Traceback" not in logs, logs[-3000:]
+    db.dispose()

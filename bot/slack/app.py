@@ -47,6 +47,7 @@ SQLITE_WRITERS = 4  # the same, on SQLite
 INTAKE_THREADS = 4  # for storing what arrives, apart from the threads the work uses
 ROOM_WAIT = 1.5  # seconds a new one may wait for room: Slack allows 3 to acknowledge
 RESUME_EVERY = 2.0  # seconds between looks for inbox items a dead process left, and lease renewals
+TAKE_EVERY = 0.05  # seconds between looks, for `touchline worker`: what the web process received is its work
 FRESH = 5 * 60 + 30  # seconds a signature stays valid (Slack's 5 minutes, and clock skew)
 
 
@@ -148,6 +149,9 @@ class SlackApp:
         # Who claims inbox items: this process, among replicas and the restarts of this one.
         self.claimant = f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._doing: set[int] = set()  # inbox items this process holds
+        # `serve --no-worker`: what arrives is stored for `touchline worker` to do, and this
+        # process only answers (a crowd's work then runs on another core than the answers).
+        self.hands_off = False
         self._intake = ThreadPoolExecutor(max_workers=INTAKE_THREADS, thread_name_prefix="inbox")
         self._http: ClientSession | None = None
         self._verifier = SignatureVerifier(signing_secret)
@@ -208,7 +212,7 @@ class SlackApp:
                 self._start_task(self._respond(fields["response_url"], _ephemeral(inbound.TRY_AGAIN)))
             return web.Response()
         if item is not None:  # else Slack's retry of what is stored already
-            self._start(item, kind, fields)
+            self._received(item, kind, fields)
         return web.Response()
 
     async def _stored(self, kind: str, key: str, fields: dict[str, Any]) -> int | None:
@@ -226,10 +230,15 @@ class SlackApp:
                 kind=kind,
                 fields=fields,
                 now=self.ctx.now(),
-                claimant=self.claimant,
+                claimant=None if self.hands_off else self.claimant,
             )
 
         return self.ctx.db.run(store, urgent=True)  # Slack waits for it
+
+    def _received(self, item: int | None, kind: str, fields: dict[str, Any]) -> None:
+        if item is not None and self.hands_off:
+            return  # `touchline worker` takes it from the inbox
+        self._start(item, kind, fields)
 
     def _start(self, item: int | None, kind: str, fields: dict[str, Any]) -> None:
         if item is not None:
@@ -273,11 +282,15 @@ class SlackApp:
             if item is not None:
                 self._doing.discard(item)
 
-    async def keep_inbox(self, stop: asyncio.Event) -> None:
-        """Until `stop`: renew this process's claims, and take over what a dead one left."""
+    async def keep_inbox(self, stop: asyncio.Event, *, every: float = RESUME_EVERY) -> None:
+        """Until `stop`: renew this process's claims, and take over what a dead one left (and,
+        looking `every` TAKE_EVERY, what a web process stored for a worker)."""
+        renewed = 0.0
         while not stop.is_set():
             try:
-                found = await asyncio.to_thread(self._take_over)
+                renew = time.monotonic() - renewed >= RESUME_EVERY
+                renewed = time.monotonic() if renew else renewed
+                found = await asyncio.to_thread(self._take_over, renew)
             except Exception as error:
                 log.warning("could not look into the inbox: %s", type(error).__name__)
                 found = []
@@ -289,13 +302,20 @@ class SlackApp:
                     log.error("gave up on a Slack %s after %d tries", item.kind, inbox.TRIES)
                     await asyncio.to_thread(inbound.settle, self.ctx, item.id)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=RESUME_EVERY)
+                await asyncio.wait_for(stop.wait(), timeout=every)
 
-    def _take_over(self) -> list[inbox.Item]:
+    def _take_over(self, renew: bool = True) -> list[inbox.Item]:
+        room = BACKLOG * 4 - len(self._doing)
+        if not renew:
+            # Looked at often: a read, which takes no write lock, unless there is something to take.
+            with self.ctx.db.read() as session:
+                if room <= 0 or not inbox.waiting(session, now=self.ctx.now()):
+                    return []
+
         def take(session: Any) -> list[inbox.Item]:
             now = self.ctx.now()
-            inbox.renew(session, ids=sorted(self._doing), claimant=self.claimant, now=now)
-            room = BACKLOG * 4 - len(self._doing)
+            if renew:
+                inbox.renew(session, ids=sorted(self._doing), claimant=self.claimant, now=now)
             if room <= 0:
                 return []
             return inbox.claim(session, now=now, claimant=self.claimant, limit=room)
@@ -414,7 +434,7 @@ class SlackApp:
             await ack(text=inbound.TRY_AGAIN) if kind == "command" else await ack()
             return
         await ack()
-        self._start(item, kind, fields)
+        self._received(item, kind, fields)
 
     async def _command(self, fields: dict[str, Any], receipt: int | None) -> None:
         actor = await self.people.actor(fields["user"])
@@ -478,7 +498,7 @@ class SlackApp:
             except UNREACHABLE:
                 return
             if item is not None:
-                self._start(item, kind, fields)
+                self._received(item, kind, fields)
 
     async def _reaction(self, fields: dict[str, Any], receipt: int | None) -> None:
         actor = await self.people.actor(fields["user"])

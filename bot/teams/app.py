@@ -182,14 +182,21 @@ class TeamsApp:
         activity = turn.activity
         actor = await self._actor(activity)
         data = activity.value if isinstance(activity.value, dict) else None
+        # The Bot Connector sends an activity it got no answer to again (Touchline may have
+        # stopped after storing it, before answering): done once, by its id.
+        event_id = f"activity:{activity.id}" if activity.id else None
         if data is not None and data.get(cards.TAG) == "action":
             reply = await self._call(
-                inbound.action, actor, str(data.get("action_id", "")), str(data.get("value") or "")
+                inbound.action,
+                actor,
+                str(data.get("action_id", "")),
+                str(data.get("value") or ""),
+                event_id=event_id,
             )
             await self._show(turn, actor, reply)
         elif data is not None and data.get(cards.TAG) == "submit":
             form_id, values = cards.submitted(data)
-            reply = await self._call(inbound.submit, actor, form_id, values)
+            reply = await self._call(inbound.submit, actor, form_id, values, event_id=event_id)
             if reply.errors:
                 # The card keeps what the person typed: they fix the fields and submit again.
                 given = data.get("_labels")
@@ -210,7 +217,7 @@ class TeamsApp:
         else:
             text = _said(activity)
             name, rest = _command(text)
-            reply = await self._call(inbound.command, actor, name, rest)
+            reply = await self._call(inbound.command, actor, name, rest, event_id=event_id)
             await self._show(turn, actor, reply)
 
     async def _on_reaction(self, turn: TurnContext) -> None:
