@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import re
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from aiohttp import ClientSession
 
 from benchmarks.common import empty_database_url, percentiles
 from benchmarks.fanout import seed
+from benchmarks.objections_at_scale import plain
 from tests import slack_fake
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,9 +99,9 @@ async def load(
 
     async def one(n: int) -> None:
         nonlocal failures
-        body = slack_fake.slash_command(
-            "objection", f"too expensive vs Acme, call {n}", f"U{n % 400:010d}", fake=fake
-        )
+        # What reps say, of every theme (objections_at_scale's sayings), numbered to find its reply.
+        said = f"{plain(random.Random(n))}, call {n}"
+        body = slack_fake.slash_command("objection", said, f"U{n % 400:010d}", fake=fake)
         began = time.perf_counter()
         if sent is not None:
             sent[n] = began
@@ -149,20 +151,21 @@ async def measure(url: str, rate: float, seconds: float, deliveries: int) -> Non
         with tempfile.TemporaryDirectory() as folder:
             fast = Path(folder) / "app.yaml"
             fast.write_text((ROOT / "app.yaml").read_text() + FAST)
-            runs = [("Touchline", [sys.executable, "-m", "bot", "serve"], 0)]
+            serve = [sys.executable, "-m", "bot", "serve"]
+            apart = [*serve, "--no-worker"]
+            runs: list[tuple[str, list[str], bool, int]] = [
+                ("Touchline, one process", serve, False, 0),
+                ("Touchline, serve --no-worker beside touchline worker", apart, True, 0),
+            ]
             if deliveries:
                 runs.append(
-                    (
-                        f"Touchline while {deliveries:,} DMs go out through `touchline worker`",
-                        [sys.executable, "-m", "bot", "serve", "--no-worker"],
-                        deliveries,
-                    )
+                    (f"the same while {deliveries:,} DMs go out through the worker", apart, True, deliveries)
                 )
-            runs.append(("bare Bolt app", [sys.executable, "-m", "benchmarks.bare_bolt"], 0))
+            runs.append(("bare Bolt app", [sys.executable, "-m", "benchmarks.bare_bolt"], False, 0))
             first = 0
-            for name, command, dms in runs:
+            for name, command, worker, dms in runs:
                 first += 100_000
-                await _run(http, url, fake, name, command, rate, seconds, dms, str(fast), first)
+                await _run(http, url, fake, name, command, rate, seconds, worker, dms, str(fast), first)
 
 
 async def _run(
@@ -173,6 +176,7 @@ async def _run(
     command: list[str],
     rate: float,
     seconds: float,
+    apart: bool,
     dms: int,
     config: str,
     first: int,
@@ -185,13 +189,14 @@ async def _run(
         startup = await started(http, port, process)
         await asyncio.sleep(2)  # settle: first refreshes, imports done
         idle = rss_mb(process.pid)
-        await load(http, port, fake, rate / 5, 2, first=first)  # warm up
         if dms:
             await asyncio.to_thread(seed, url, dms, 0, "", 1, ("slack",))
+        if apart:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "bot", "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL
             )
-            await asyncio.sleep(3)  # under way
+            await asyncio.sleep(3)  # started, and under way
+        await load(http, port, fake, rate / 5, 2, first=first)  # warm up
         before = sum(c.method == "chat.postMessage" for c in fake.calls)
         sent: dict[int, float] = {}
         timings = await load(http, port, fake, rate, seconds, sent, first + 1000)
