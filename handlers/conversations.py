@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlmodel import col, select
+from sqlalchemy import case
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
 
 from handlers import directory
 from handlers.context import Context
@@ -38,21 +41,47 @@ def remember(
 ) -> None:
     """Record (or refresh) a conversation; a 1:1 chat is tied to the person it is with. Called
     for every activity, so it writes only when something changed."""
-    with ctx.db.session() as session:
-        row = session.exec(
-            select(Conversation).where(Conversation.platform == platform, Conversation.address == address)
-        ).first() or Conversation(
-            platform=platform, address=address, kind=kind, reference={}, updated_at=ctx.now()
-        )
-        person_id = row.person_id
+
+    def unit(session: Session) -> None:
+        row = _conversation(session, platform, address)
+        person_id = row.person_id if row else None
         if person_external_id is not None:
             person_id = directory.meet(session, platform, person_external_id).id
+        if row is None:
+            row = Conversation(
+                platform=platform, address=address, kind=kind, reference={}, updated_at=ctx.now()
+            )
+            try:
+                with session.begin_nested():  # a new person's first activities arrive together
+                    _update(row, (kind, reference, name[:200], team[:200], person_id), ctx.now())
+                    session.add(row)
+                return
+            except IntegrityError:
+                # Another activity stored it first (PostgreSQL refused this one once that one
+                # committed, so its row can be read now): refresh that row instead.
+                row = _conversation(session, platform, address)
+                if row is None:
+                    raise
         wanted = (kind, reference, name[:200] or row.name, team[:200] or row.team, person_id)
-        if row.id is not None and (row.kind, row.reference, row.name, row.team, row.person_id) == wanted:
-            return
-        row.kind, row.reference, row.name, row.team, row.person_id = wanted
-        row.updated_at = ctx.now()
-        session.add(row)
+        if (row.kind, row.reference, row.name, row.team, row.person_id) != wanted:
+            _update(row, wanted, ctx.now())
+            session.add(row)
+
+    # On PostgreSQL, again if it lost a deadlock to another activity's unit of work.
+    ctx.db.run(unit)
+
+
+def _conversation(session: Session, platform: str, address: str) -> Conversation | None:
+    return session.exec(
+        select(Conversation).where(Conversation.platform == platform, Conversation.address == address)
+    ).first()
+
+
+def _update(
+    row: Conversation, wanted: tuple[str, dict[str, Any], str, str, int | None], now: datetime
+) -> None:
+    row.kind, row.reference, row.name, row.team, row.person_id = wanted
+    row.updated_at = now
 
 
 def find(ctx: Context, platform: str, address: str) -> Place | None:
@@ -84,31 +113,38 @@ def remember_members(ctx: Context, platform: str, address: str, members: list[tu
     """Record the members a platform listed for the team of conversation `address`, as
     (external id, member id, name); returns how many."""
     with ctx.db.session() as session:
-        conversation = session.exec(
-            select(Conversation).where(Conversation.platform == platform, Conversation.address == address)
-        ).first()
+        conversation = _conversation(session, platform, address)
         if conversation is None or conversation.id is None:
             return 0
-        known = {
-            m.external_id: m
-            for m in session.exec(
-                select(RosterMember).where(
-                    RosterMember.platform == platform,
-                    col(RosterMember.external_id).in_([m[0] for m in members]),
-                )
+        listed = {m[0]: m for m in members}  # the last one listed, as when stored one by one
+        if not listed:
+            return 0
+        rows = [
+            {
+                "platform": platform,
+                "external_id": external_id,
+                "member_id": member_id,
+                "conversation_id": conversation.id,
+                "name": visible_name(name) or "",
+                "updated_at": ctx.now(),
+            }
+            for external_id, member_id, name in (listed[e] for e in sorted(listed))
+        ]
+        # One statement, in one order: two listings of the same team at once neither collide nor
+        # deadlock. A name the platform left out keeps the one stored.
+        insert = directory.insert_of(session, RosterMember).values(rows)
+        new = insert.excluded
+        session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["platform", "external_id"],
+                set_={
+                    "member_id": new.member_id,
+                    "conversation_id": new.conversation_id,
+                    "updated_at": new.updated_at,
+                    "name": case((new.name == "", col(RosterMember.name)), else_=new.name),
+                },
             )
-        }
-        for external_id, member_id, name in members:
-            row = known.get(external_id) or RosterMember(
-                platform=platform,
-                external_id=external_id,
-                member_id=member_id,
-                conversation_id=conversation.id,
-                updated_at=ctx.now(),
-            )
-            row.member_id, row.conversation_id, row.updated_at = member_id, conversation.id, ctx.now()
-            row.name = visible_name(name) or row.name
-            session.add(row)
+        )
     return len(members)
 
 

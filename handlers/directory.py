@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, union, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
 from handlers.context import Actor, Context, Refusal
@@ -51,6 +53,7 @@ def sync(ctx: Context) -> None:
         session.flush()
 
         identities = {(i.platform, i.external_id): i for i in session.exec(select(Identity))}
+        missing: list[tuple[Person, str, str]] = []
         for key, entry in org.people.items():
             person = people[key]
             for platform, external_id in (("console", key), ("slack", entry.slack), ("teams", entry.teams)):
@@ -58,11 +61,18 @@ def sync(ctx: Context) -> None:
                     continue
                 identity = identities.get((platform, external_id))
                 if identity is None:
-                    assert person.id is not None
-                    session.add(Identity(person_id=person.id, platform=platform, external_id=external_id))
+                    missing.append((person, platform, external_id))
                 elif identity.person_id != person.id:
                     _claim_identity(session, person, platform, external_id)
-        session.flush()
+        try:
+            with session.begin_nested():
+                for person, platform, external_id in missing:
+                    assert person.id is not None
+                    session.add(Identity(person_id=person.id, platform=platform, external_id=external_id))
+        except IntegrityError:
+            # A replica already serving met one of them on a platform just now: claim them one by one.
+            for person, platform, external_id in missing:
+                _claim_identity(session, person, platform, external_id)
 
         for key, spec in org.audiences.items():
             audience = session.exec(select(Audience).where(Audience.key == key)).first() or Audience(key=key)
@@ -94,22 +104,89 @@ def _sync_members(session: Session, audience_id: int, wanted: set[int]) -> None:
     for person_id, member in existing.items():
         if member.source == "config" and person_id not in wanted:
             session.delete(member)
-    for person_id in sorted(wanted - set(existing)):
-        session.add(AudienceMember(audience_id=audience_id, person_id=person_id, source="config"))
     session.flush()
+    _add_members(session, audience_id, sorted(wanted - set(existing)), source="config")
+
+
+def _add_members(session: Session, audience_id: int, person_ids: Sequence[int], *, source: str) -> None:
+    """Make these people members of the audience; one a listing of its channels (on another
+    replica, at the same moment) made a member already stays as it is."""
+    if person_ids:
+        rows = [{"audience_id": audience_id, "person_id": p, "source": source} for p in person_ids]
+        session.execute(
+            insert_of(session, AudienceMember)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["audience_id", "person_id"])
+        )
+
+
+def insert_of(session: Session, model: type[SQLModel]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `model`'s table that can say ON CONFLICT, in the session's SQL dialect:
+    where two units of work may add the same row at once, the database decides, not a read."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
 
 
 def _claim_identity(session: Session, person: Person, platform: str, external_id: str) -> None:
-    identity = session.exec(
-        select(Identity).where(Identity.platform == platform, Identity.external_id == external_id)
-    ).first()
-    assert person.id is not None
-    if identity is None:
-        session.add(Identity(person_id=person.id, platform=platform, external_id=external_id))
-    elif identity.person_id != person.id:
+    identity = _identity(session, platform, external_id) or _add_identity(
+        session, person, platform, external_id
+    )
+    if identity.person_id != person.id:
         # Someone first seen on a platform turned out to be this configured person.
         _merge(session, source_id=identity.person_id, into=person)
     session.flush()
+
+
+def _identity(session: Session, platform: str, external_id: str) -> Identity | None:
+    return session.exec(
+        select(Identity).where(Identity.platform == platform, Identity.external_id == external_id)
+    ).first()
+
+
+def _add_identity(session: Session, person: Person, platform: str, external_id: str) -> Identity:
+    """The platform id, given to this person; or, when another unit of work gave it to someone at
+    the same moment, the identity that one stored."""
+    assert person.id is not None
+    identity = Identity(person_id=person.id, platform=platform, external_id=external_id)
+    try:
+        with session.begin_nested():  # the unique constraint refuses the second, not the whole unit
+            session.add(identity)
+        return identity
+    except IntegrityError:
+        # On PostgreSQL the refusal came once the other committed, so its row can be read now.
+        stored = _identity(session, platform, external_id)
+        if stored is None:
+            raise
+        return stored
+
+
+def _first_seen(
+    session: Session, platform: str, external_id: str, *, name: str | None, email: str | None = None
+) -> Person:
+    """A person met for the first time, stored with their identity; when another unit of work met
+    them at the same moment (a new person's first two activities arrive together) and stored them
+    first, the person it stored."""
+    key = f"{platform}:{external_id}"
+    try:
+        with session.begin_nested():
+            person = Person(key=key, name=name or external_id, email=email)
+            session.add(person)
+            session.flush()
+            assert person.id is not None
+            session.add(Identity(person_id=person.id, platform=platform, external_id=external_id))
+        return person
+    except IntegrityError:
+        # Nothing of this attempt is kept: the person or their identity is the other one's.
+        found = _person_for_identity(session, platform, external_id)
+        if found is not None:
+            return found
+        known = session.exec(select(Person).where(Person.key == key)).first()
+        if known is None:
+            raise
+        owner = session.get(Person, _add_identity(session, known, platform, external_id).person_id)
+        assert owner is not None
+        return owner
 
 
 # Every column that points at a person, so that merging two records of one person misses none.
@@ -179,12 +256,7 @@ def _resolve(session: Session, people: dict[str, Person], refs: Iterable[str]) -
             ).all()
             continue
         else:
-            person = _person_for_identity(session, kind, rest)
-            if person is None:
-                person = Person(key=ref, name=rest)
-                session.add(person)
-                session.flush()
-                _claim_identity(session, person, kind, rest)
+            person = meet(session, kind, rest)
         if person is not None:
             found.append(person)
     return found
@@ -209,9 +281,7 @@ def person_ids(session: Session, refs: Iterable[str]) -> list[int]:
 
 
 def _person_for_identity(session: Session, platform: str, external_id: str) -> Person | None:
-    identity = session.exec(
-        select(Identity).where(Identity.platform == platform, Identity.external_id == external_id)
-    ).first()
+    identity = _identity(session, platform, external_id)
     return session.get(Person, identity.person_id) if identity else None
 
 
@@ -237,22 +307,25 @@ def groups_of(session: Session, person_ids: Sequence[int]) -> dict[int, list[str
 def meet(session: Session, platform: str, external_id: str, *, name: str | None = None) -> Person:
     """The person behind a platform id, created (with no role) the first time they are named."""
     person = _person_for_identity(session, platform, external_id)
-    if person is None:
-        person = Person(key=f"{platform}:{external_id}", name=name or external_id)
-        session.add(person)
-        session.flush()
-        _claim_identity(session, person, platform, external_id)
-    return person
+    return person if person is not None else _first_seen(session, platform, external_id, name=name)
 
 
 def set_group_members(ctx: Context, group_ref: str, platform: str, external_ids: Sequence[str]) -> int:
     """Record who is in a user group now (as the platform lists them); returns how many."""
-    with ctx.db.session() as session:
-        wanted = {meet(session, platform, e).id for e in external_ids}
+
+    def unit(session: Session) -> int:
+        # In one order everywhere, so that two listings meeting the same new people wait, not deadlock.
+        wanted = sorted({p for e in sorted(set(external_ids)) if (p := meet(session, platform, e).id)})
         session.execute(delete(GroupMember).where(col(GroupMember.group_ref) == group_ref))
-        for person_id in sorted(p for p in wanted if p is not None):
-            session.add(GroupMember(group_ref=group_ref, person_id=person_id))
-    return len(wanted)
+        if wanted:
+            session.execute(
+                insert_of(session, GroupMember)
+                .values([{"group_ref": group_ref, "person_id": p} for p in wanted])
+                .on_conflict_do_nothing(index_elements=["group_ref", "person_id"])
+            )
+        return len(wanted)
+
+    return ctx.db.run(unit)
 
 
 def set_channel_members(ctx: Context, platform: str, channels: Mapping[str, Sequence[str] | None]) -> int:
@@ -260,29 +333,32 @@ def set_channel_members(ctx: Context, platform: str, channels: Mapping[str, Sequ
     "acknowledged by X of Y"): an audience's members from the platform are everyone in any of its
     channels. A channel whose members could not be read (None) leaves its audiences as they were.
     Returns how many people the channels hold."""
-    with ctx.db.session() as session:
-        targets = session.exec(select(AudienceTarget).where(AudienceTarget.platform == platform)).all()
-        people = {
-            address: {meet(session, platform, e).id for e in ids}
-            for address, ids in channels.items()
-            if ids is not None
+    return ctx.db.run(lambda session: _set_channel_members(session, platform, channels))
+
+
+def _set_channel_members(
+    session: Session, platform: str, channels: Mapping[str, Sequence[str] | None]
+) -> int:
+    targets = session.exec(select(AudienceTarget).where(AudienceTarget.platform == platform)).all()
+    # In one order everywhere, so that two listings meeting the same new people wait, not deadlock.
+    listed = sorted({e for ids in channels.values() for e in ids or ()})
+    met = {e: meet(session, platform, e).id for e in listed}
+    people = {address: {met[e] for e in ids} for address, ids in channels.items() if ids is not None}
+    by_audience: dict[int, list[str]] = {}
+    for target in targets:
+        by_audience.setdefault(target.audience_id, []).append(target.address)
+    for audience_id, addresses in by_audience.items():
+        if any(people.get(a) is None for a in addresses if a in channels):
+            continue  # one of its channels is unreadable now: keep what was known
+        wanted = {p for a in addresses for p in people.get(a, set()) if p is not None}
+        existing = {
+            m.person_id: m
+            for m in session.exec(select(AudienceMember).where(AudienceMember.audience_id == audience_id))
         }
-        by_audience: dict[int, list[str]] = {}
-        for target in targets:
-            by_audience.setdefault(target.audience_id, []).append(target.address)
-        for audience_id, addresses in by_audience.items():
-            if any(people.get(a) is None for a in addresses if a in channels):
-                continue  # one of its channels is unreadable now: keep what was known
-            wanted = {p for a in addresses for p in people.get(a, set()) if p is not None}
-            existing = {
-                m.person_id: m
-                for m in session.exec(select(AudienceMember).where(AudienceMember.audience_id == audience_id))
-            }
-            for person_id, member in existing.items():
-                if member.source == platform and person_id not in wanted:
-                    session.delete(member)
-            for person_id in sorted(wanted - set(existing)):
-                session.add(AudienceMember(audience_id=audience_id, person_id=person_id, source=platform))
+        gone = [m.id for p, m in existing.items() if m.source == platform and p not in wanted]
+        if gone:  # by id, as another listing at the same moment may have deleted them already
+            session.execute(delete(AudienceMember).where(col(AudienceMember.id).in_(gone)))
+        _add_members(session, audience_id, sorted(wanted - set(existing)), source=platform)
     return len(set().union(*people.values())) if people else 0
 
 
@@ -309,13 +385,12 @@ def identify(
     def unit(session: Session) -> Actor:
         person = _person_for_identity(session, platform, user_id)
         if person is None and email:
-            person = session.exec(select(Person).where(Person.email == email)).first()
+            known = session.exec(select(Person).where(Person.email == email)).first()
+            if known is not None:
+                # Whoever stored the id first (the person met at the same moment) keeps it.
+                person = session.get(Person, _add_identity(session, known, platform, user_id).person_id)
         if person is None:
-            person = Person(key=f"{platform}:{user_id}", name=name or user_id, email=email)
-            session.add(person)
-            session.flush()
-        if _person_for_identity(session, platform, user_id) is None:
-            _claim_identity(session, person, platform, user_id)
+            person = _first_seen(session, platform, user_id, name=name, email=email)
         if not person.from_config:
             person.name = name or person.name
             person.email = email or person.email
