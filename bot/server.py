@@ -237,9 +237,12 @@ class Touchline:
         if self.slack is not None:
             tasks.append(asyncio.create_task(self._keep_fresh(stop)))
             # Without a worker beside it, this process does what it received (and what a dead
-            # one left); with one, it only stores it, and the worker does it.
-            self.slack.hands_off = not deliver
-            if deliver:
+            # one left); with one, on PostgreSQL, it only stores it, and the worker does it. On
+            # SQLite it still does it: the file has one writer, and the worker's writes would keep
+            # the inbox's from being stored in time (answers took seconds at 100 commands a second).
+            sqlite = self.ctx.db.engine.dialect.name == "sqlite"
+            self.slack.hands_off = not deliver and not sqlite
+            if not self.slack.hands_off:
                 tasks.append(asyncio.create_task(self.slack.keep_inbox(stop)))
             if self.env.slack_app_token is not None:
                 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
