@@ -82,7 +82,7 @@ def stored(db: Database) -> int:
         return int(session.exec(select(func.count()).select_from(Acknowledgement)).one())
 
 
-async def measure(url: str, channels: int, presses: int) -> None:
+async def measure(url: str, channels: int, presses: int, known: bool = False) -> None:
     names = [f"C0CROWD{n:05d}" for n in range(channels)]
     org = organisation(names)
     with tempfile.TemporaryDirectory() as folder:
@@ -102,6 +102,10 @@ async def measure(url: str, channels: int, presses: int) -> None:
             server = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env, cwd=ROOT)
             try:
                 await started(http, port, server)
+                if known:
+                    # As the channels' members are once Touchline has read them: no first contact.
+                    for n in range(presses):
+                        directory.identify(ctx, "slack", f"U0P{n:07d}", name=f"Presser {n}")
                 decision = announce(ctx)
                 began = time.monotonic()
                 while len(refs := posted(db, decision)) < channels:
@@ -181,10 +185,13 @@ def main() -> None:
     described.add_argument("--channels", type=int, default=200)
     described.add_argument("--presses", type=int, default=1000)
     described.add_argument("--postgres", action="store_true")
+    described.add_argument(
+        "--known", action="store_true", help="the pressers are known already (else each is met first)"
+    )
     args = described.parse_args()
     with empty_database_url(args.postgres, "presses") as url:
         print(f"{'PostgreSQL' if args.postgres else 'SQLite'}, load {os.getloadavg()[0]:.2f}:")
-        asyncio.run(measure(url, args.channels, args.presses))
+        asyncio.run(measure(url, args.channels, args.presses, args.known))
 
 
 if __name__ == "__main__":

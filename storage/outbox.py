@@ -228,23 +228,37 @@ def claim_due(session: Session, *, platforms: Sequence[str], now: datetime, limi
     The conditional UPDATE makes the claim safe when several workers share the database:
     only one of them moves a row from pending to sending.
     """
-    rows = session.exec(
-        select(Outbox)
-        .where(
-            col(Outbox.status) == PENDING,
-            col(Outbox.platform).in_(list(platforms)),
-            col(Outbox.due_at) <= now,
+    # Only what choosing needs: the cards (JSON, parsed on load) come back with the claim below.
+    # Loading whole rows made a claim of 200 hold the write lock 12 to 65 ms on SQLite, while
+    # the inbox's inserts, which Slack waits for, queued behind it.
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    rows: list[Any] = list(
+        session.execute(
+            select_columns(
+                table.c.id,
+                table.c.kind,
+                table.c.platform,
+                table.c.address,
+                table.c.attempts,
+                table.c.updates_id,
+                table.c.subject,
+            )
+            .where(
+                table.c.status == PENDING,
+                table.c.platform.in_(list(platforms)),
+                table.c.due_at <= now,
+            )
+            .order_by(table.c.id)
+            .limit(limit * 4)
         )
-        .order_by(col(Outbox.id))
-        .limit(limit * 4)
-    ).all()
+    )
     # Two changes at once may each have queued an update of one post (mark_changed takes no
     # lock): the newest is claimed, the others are settled as carried by it.
     newest: dict[int, int] = {}
     for row in rows:
         if row.kind == UPDATE and row.updates_id is not None and row.id is not None:
             newest[row.updates_id] = max(newest.get(row.updates_id, 0), row.id)
-    chosen: list[tuple[Outbox, str | None]] = []
+    chosen: list[tuple[Any, str | None]] = []
     for row in rows:
         if len(chosen) >= limit:
             break
