@@ -104,8 +104,11 @@ async def measure(url: str, channels: int, presses: int, known: bool = False) ->
                 await started(http, port, server)
                 if known:
                     # As the channels' members are once Touchline has read them: no first contact.
+                    # Slack (the fake) says of each what Touchline stored: nothing to write again.
                     for n in range(presses):
-                        directory.identify(ctx, "slack", f"U0P{n:07d}", name=f"Presser {n}")
+                        user, name = f"U0P{n:07d}", f"Presser {n}"
+                        fake.users[user] = {"name": name, "tz": "Europe/Berlin"}
+                        directory.identify(ctx, "slack", user, name=name, timezone="Europe/Berlin")
                 decision = announce(ctx)
                 began = time.monotonic()
                 while len(refs := posted(db, decision)) < channels:

@@ -343,7 +343,10 @@ def _refresh(session: Session, ctx: Context, decision: Decision) -> None:
     """The decision's count changed: its posts are updated, drawn afresh when sent."""
     session.flush()
     outbox.mark_changed(
-        session, subject=_subject(decision), card=decision_card(session, decision).to_dict(), now=ctx.now()
+        session,
+        subject=_subject(decision),
+        card=lambda: decision_card(session, decision).to_dict(),
+        now=ctx.now(),
     )
 
 
