@@ -3,7 +3,7 @@ people against a real `touchline serve`, as fast as twenty connections send them
 until every press is stored and every channel's card shows the last count, the `chat.update`
 calls it took, and beside them the least time Slack's limits (as `app.yaml` sets them) allow.
 
-    .venv/bin/python -m benchmarks.presses [--channels 200] [--presses 1000] [--postgres]
+    .venv/bin/python -m benchmarks.presses [--channels 200] [--presses 1000] [--known] [--postgres]
 """
 
 from __future__ import annotations
