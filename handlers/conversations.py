@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from handlers import directory
 from handlers.context import Context
 from handlers.forms import visible_name
+from storage.database import insert_of
 from storage.models import Conversation, Identity, RosterMember
 
 CHANNEL, GROUP, PERSONAL = "channel", "group", "personal"
@@ -132,7 +133,7 @@ def remember_members(ctx: Context, platform: str, address: str, members: list[tu
         ]
         # One statement, in one order: two listings of the same team at once neither collide nor
         # deadlock. A name the platform left out keeps the one stored.
-        insert = directory.insert_of(session, RosterMember).values(rows)
+        insert = insert_of(session, RosterMember).values(rows)
         new = insert.excluded
         session.execute(
             insert.on_conflict_do_update(

@@ -6,14 +6,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, union, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
 from handlers.context import Actor, Context, Refusal
 from handlers.forms import visible_name
 from handlers.organisation import Organisation
-from storage.database import serialize
+from storage.database import insert_of, serialize
 from storage.models import (
     Acknowledgement,
     Audience,
@@ -118,14 +117,6 @@ def _add_members(session: Session, audience_id: int, person_ids: Sequence[int], 
             .values(rows)
             .on_conflict_do_nothing(index_elements=["audience_id", "person_id"])
         )
-
-
-def insert_of(session: Session, model: type[SQLModel]) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT into `model`'s table that can say ON CONFLICT, in the session's SQL dialect:
-    where two units of work may add the same row at once, the database decides, not a read."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model)
-    return sqlite.insert(model)
 
 
 def _claim_identity(session: Session, person: Person, platform: str, external_id: str) -> None:
@@ -281,8 +272,12 @@ def person_ids(session: Session, refs: Iterable[str]) -> list[int]:
 
 
 def _person_for_identity(session: Session, platform: str, external_id: str) -> Person | None:
-    identity = _identity(session, platform, external_id)
-    return session.get(Person, identity.person_id) if identity else None
+    # One statement, not the identity and then its person: every command starts here.
+    return session.exec(
+        select(Person)
+        .join(Identity, col(Identity.person_id) == col(Person.id))
+        .where(Identity.platform == platform, Identity.external_id == external_id)
+    ).first()
 
 
 def roles_of(

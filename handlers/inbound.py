@@ -124,18 +124,24 @@ def command(
     """`/objection too expensive vs Acme` arrives as `command(actor, "objection", "too expensive ...")`.
 
     `receipt`, for this and the other three calls: the inbox item it came in as (storage/inbox.py),
-    marked done in the unit of work that does it, so that it is done once however often it is tried.
+    marked done in the unit of work that does it, so that it is done once however often it is tried;
+    it is done when the call returns (what needed no unit of work is settled), and not when it
+    raises (the database could not be reached: it is tried again).
     `event_id`, for this, `action` and `submit`: the platform's id of what arrived (on Teams,
     `activity:<id>`), recorded in the unit of work that does it; delivered again, it does
     nothing and says so (`ALREADY`). What was refused or failed is not recorded: tried again,
     it is tried again."""
     name = name.strip().lstrip("/").lower()
     if _broken(text):
-        return Reply(text=BROKEN)
+        return _answered(ctx, receipt, Reply(text=BROKEN))
     if len(text) > MAX_COMMAND_TEXT:
-        return Reply(
-            text=f"That is {len(text):,} characters; commands take at most {MAX_COMMAND_TEXT:,}. "
-            "Please shorten it."
+        return _answered(
+            ctx,
+            receipt,
+            Reply(
+                text=f"That is {len(text):,} characters; commands take at most "
+                f"{MAX_COMMAND_TEXT:,}. Please shorten it."
+            ),
         )
     event = _event(actor, event_id)
     if name == "touchline" and text.strip().lower() == "dashboard":
@@ -165,9 +171,10 @@ def action(
     """A button on one of Touchline's cards was pressed."""
     handler = ACTIONS.get(action_id)
     if _broken(value):
-        return Reply(text=BROKEN)
+        return _answered(ctx, receipt, Reply(text=BROKEN))
     if handler is None:
-        return Reply(text="That button no longer does anything. /help lists what you can do.")
+        gone = "That button no longer does anything. /help lists what you can do."
+        return _answered(ctx, receipt, Reply(text=gone))
     return _run(ctx, lambda s: handler(s, ctx, actor, value), receipt, _event(actor, event_id))
 
 
@@ -203,7 +210,7 @@ def reaction(
     """
     meaning = ctx.org.reactions.get(normalise_emoji(emoji))
     if meaning is None:
-        return Reply()
+        return _answered(ctx, receipt, Reply())
 
     def handle(session: Session) -> Reply:
         if event_id and not inbound_events.first_time(
@@ -279,6 +286,12 @@ def _run(
 
 class _DoneAlready(Exception):
     """The inbox item was done by another attempt."""
+
+
+def _answered(ctx: Context, receipt: int | None, reply: Reply) -> Reply:
+    """`reply`, for what needed no unit of work, its inbox item marked done."""
+    settle(ctx, receipt)
+    return reply
 
 
 def settle(ctx: Context, receipt: int | None) -> None:

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 OTHER = "other"
 SAME_THRESHOLD = 0.45
+WORDS_WEIGHT = 0.6  # of a similarity: the words in common; the rest is their trigrams
 
 STOP_WORDS = frozenset(
     """
@@ -107,7 +108,7 @@ def similarity(a: str, b: str) -> float:
         return 0.0
     jaccard = len(wa & wb) / len(wa | wb)
     dice = 2 * len(ta & tb) / (len(ta) + len(tb)) if ta and tb else 0.0
-    return 0.6 * jaccard + 0.4 * dice
+    return WORDS_WEIGHT * jaccard + (1 - WORDS_WEIGHT) * dice
 
 
 @lru_cache(maxsize=CACHED_TEXTS)
@@ -119,9 +120,17 @@ def _shape(text: str) -> tuple[frozenset[str], frozenset[str]]:
 
 
 def best_match(text: str, candidates: Sequence[Candidate]) -> Candidate | None:
-    """The earlier objection most like `text`, if any is alike enough to count as the same."""
-    scored = [(similarity(text, c.text), c) for c in candidates]
-    scored = [(score, c) for score, c in scored if score >= SAME_THRESHOLD]
-    if not scored:
-        return None
-    return max(scored, key=lambda pair: (pair[0], -pair[1].id))[1]
+    """The earlier objection most like `text`, if any is alike enough to count as the same:
+    the highest score, then the earliest."""
+    mine = _shape(text)[0]
+    best: tuple[float, int] | None = None
+    found: Candidate | None = None
+    for candidate in candidates:
+        # Sharing no word, a text scores at most the trigrams' part: below the threshold, so
+        # it is not scored (most of a theme's objections, and a cheap test).
+        if 1 - WORDS_WEIGHT < SAME_THRESHOLD and mine.isdisjoint(_shape(candidate.text)[0]):
+            continue
+        score = similarity(text, candidate.text)
+        if score >= SAME_THRESHOLD and (best is None or (score, -candidate.id) > best):
+            best, found = (score, -candidate.id), candidate
+    return found

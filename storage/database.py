@@ -8,6 +8,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +18,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -194,37 +196,45 @@ def _end_read(session: Session) -> None:
 
 
 class WriteTurns:
-    """One writer at a time within this process, urgent ones first; a thread already holding its
-    turn may open another session (re-entrant)."""
+    """One writer at a time within this process, urgent ones first, each kind in the order it
+    came; a thread already holding its turn may open another session (re-entrant)."""
 
     def __init__(self) -> None:
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._holder: int | None = None
         self._depth = 0
-        self._urgent_waiting = 0
+        # Each waiter sleeps on a gate of its own, and a release opens exactly one: waking every
+        # waiter (a condition's notify_all) to let one through had dozens of threads take the
+        # GIL only to sleep again, on every write, when a burst queued them.
+        self._urgent: deque[tuple[int, threading.Lock]] = deque()
+        self._rest: deque[tuple[int, threading.Lock]] = deque()
 
     def acquire(self, *, urgent: bool) -> None:
         me = threading.get_ident()
-        with self._changed:
+        with self._lock:
             if self._holder == me:
                 self._depth += 1
                 return
-            if urgent:
-                self._urgent_waiting += 1
-            try:
-                while self._holder is not None or (not urgent and self._urgent_waiting):
-                    self._changed.wait()
-            finally:
-                if urgent:
-                    self._urgent_waiting -= 1
-            self._holder, self._depth = me, 1
+            if self._holder is None:  # nobody holds it, so nobody waits: a release hands it on
+                self._holder, self._depth = me, 1
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            (self._urgent if urgent else self._rest).append((me, gate))
+        gate.acquire()  # opened by the release that made this thread the holder
 
     def release(self) -> None:
-        with self._changed:
+        with self._lock:
             self._depth -= 1
-            if self._depth == 0:
+            if self._depth:
+                return
+            waiting = self._urgent or self._rest
+            if not waiting:
                 self._holder = None
-                self._changed.notify_all()
+                return
+            self._holder, gate = waiting.popleft()
+            self._depth = 1
+            gate.release()
 
 
 class DatabaseUnreachable(Exception):
@@ -254,6 +264,14 @@ def _contended(error: OperationalError | InterfaceError) -> bool:
     if "database is locked" in str(error):
         return True
     return getattr(error.orig, "sqlstate", None) in ("40P01", "40001")
+
+
+def insert_of(session: Session, model: type[SQLModel]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `model`'s table that can say ON CONFLICT, in the session's SQL dialect:
+    where two units of work may add the same row at once, the database decides, not a read."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
 
 
 def serialize(session: Session, name: str) -> None:

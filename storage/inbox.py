@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from storage.database import insert_of
 from storage.models import InboxItem
 
 LEASE = timedelta(seconds=15)
@@ -42,22 +42,25 @@ def receive(
 ) -> int | None:
     """Store it, claimed by `claimant` (None: for whoever takes it first); None if it was
     received before (the platform's retry)."""
-    item = InboxItem(
-        platform=platform,
-        key=key[:200],
-        kind=kind,
-        fields=json.dumps(fields, ensure_ascii=False),
-        received_at=now,
-        attempts=0 if claimant is None else 1,
-        claimed_by=claimant,
-        claimed_until=None if claimant is None else now + LEASE,
-    )
-    try:
-        with session.begin_nested():
-            session.add(item)
-    except IntegrityError:
-        return None
-    return item.id
+    # ON CONFLICT, not a savepoint caught on its IntegrityError: one statement where that took
+    # three, on the path a platform waits on.
+    stored = session.execute(
+        insert_of(session, InboxItem)
+        .values(
+            platform=platform,
+            key=key[:200],
+            kind=kind,
+            fields=json.dumps(fields, ensure_ascii=False),
+            received_at=now,
+            done=False,
+            attempts=0 if claimant is None else 1,
+            claimed_by=claimant,
+            claimed_until=None if claimant is None else now + LEASE,
+        )
+        .on_conflict_do_nothing(index_elements=["platform", "key"])
+        .returning(col(InboxItem.id))
+    ).first()
+    return None if stored is None else int(stored[0])
 
 
 def finish(session: Session, item_id: int) -> bool:

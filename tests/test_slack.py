@@ -21,7 +21,16 @@ from handlers import setup
 from handlers.context import Context
 from handlers.ui import Button, Card, Fact, Form, FormField, Section
 from storage.database import Database
-from storage.models import Acknowledgement, Decision, InboundEvent, Objection, Outbox, Person, Question
+from storage.models import (
+    Acknowledgement,
+    Decision,
+    InboundEvent,
+    InboxItem,
+    Objection,
+    Outbox,
+    Person,
+    Question,
+)
 from tests import slack_fake
 from tests.fakes import Clock, rows
 from tests.slack_world import FORM, World, run
@@ -208,6 +217,25 @@ def test_an_objection_in_one_line_and_from_a_message_shortcut(sctx: Context) -> 
         assert [o.text for o in rows(world.ctx.db, Objection)][1].startswith("Customer:")
         # What a user typed reaches Slack escaped: no one gets pinged by it.
         assert "<!channel>" not in json.dumps(world.fake.called("chat.postEphemeral"))
+
+    run(sctx, scenario)
+
+
+def test_a_reaction_that_means_nothing_still_leaves_the_inbox_done(sctx: Context) -> None:
+    # A reaction that means nothing here is answered without a unit of work, so nothing else
+    # marks its inbox item done.
+    async def scenario(world: World) -> None:
+        reaction = {
+            "type": "reaction_added",
+            "user": REP1,
+            "reaction": "tada",
+            "item": {"type": "message", "channel": SALES, "ts": "1700000000.000100"},
+            "item_user": REP2,
+        }
+        assert await world.event("reaction_added", reaction, "Ev0000000002") == 200
+        await world.settled()
+        [item] = rows(world.ctx.db, InboxItem)
+        assert item.kind == "reaction" and item.done and item.fields is None
 
     run(sctx, scenario)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 from storage import inbound_events
-from storage.database import Database
+from storage.database import Database, WriteTurns
 from storage.models import InboundEvent, Person
 from tests.fakes import Clock, rows
 
@@ -59,3 +60,33 @@ def test_a_unit_of_work_that_fails_stores_nothing(db: Database) -> None:
     except RuntimeError:
         pass
     assert rows(db, Person) == []
+
+
+def test_writers_of_one_process_take_turns_urgent_first_then_in_order_of_arrival() -> None:
+    turns = WriteTurns()
+    order: list[str] = []
+    turns.acquire(urgent=False)  # held by this thread while the others queue
+
+    def writer(name: str, urgent: bool) -> None:
+        turns.acquire(urgent=urgent)
+        turns.acquire(urgent=urgent)  # re-entrant: a session inside the holder's own
+        order.append(name)
+        turns.release()
+        turns.release()
+
+    threads = []
+    for name, urgent in (("first", False), ("second", False), ("platform", True), ("third", False)):
+        thread = threading.Thread(target=writer, args=(name, urgent))
+        thread.start()
+        threads.append(thread)
+        for _ in range(5000):  # queued before the next comes
+            if len(turns._urgent) + len(turns._rest) == len(threads):
+                break
+            time.sleep(0.001)
+    assert order == []  # nobody writes while the turn is held
+    turns.release()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == ["platform", "first", "second", "third"]
+    turns.acquire(urgent=False)  # free again: taken at once
+    turns.release()

@@ -43,7 +43,7 @@ COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline")
 SHORTCUT = "log_as_objection"
 BACKLOG = 32  # acknowledged commands still being worked on, before new ones wait for room
 WORKING = 8  # inbox items worked on at once: more only contend for the threads and the event loop
-SQLITE_WRITERS = 4  # the same, on SQLite
+SQLITE_WRITERS = 8  # the same, on SQLite
 INTAKE_THREADS = 4  # for storing what arrives, apart from the threads the work uses
 ROOM_WAIT = 1.5  # seconds a new one may wait for room: Slack allows 3 to acknowledge
 RESUME_EVERY = 2.0  # seconds between looks for inbox items a dead process left, and lease renewals
@@ -253,15 +253,14 @@ class SlackApp:
         asyncio.get_running_loop().create_task(tracked())
 
     async def _perform(self, item: int | None, kind: str, fields: dict[str, Any]) -> None:
-        """Do an inbox item (a few at a time): the handler marks it done in its unit of work."""
+        """Do an inbox item (a few at a time): `inbound` marks it done, in the unit of work that
+        does it, or (what needed none) when it answers."""
         pause = 0.5
         try:
             while True:
                 try:
                     async with self._room:
                         await PERFORMERS[kind](self, fields, item)
-                        if item is not None:
-                            await asyncio.to_thread(inbound.settle, self.ctx, item)
                     return
                 except UNREACHABLE as error:
                     if item is None:
