@@ -19,7 +19,7 @@ from bot import logs
 from bot.bootstrap import build_context
 from bot.config import ConfigError, Environment, Settings, load_environment, load_settings, summary
 from bot.console.repl import run_console
-from bot.server import Touchline, stop_on_signals
+from bot.server import Touchline, steady_collector, stop_on_signals
 from bot.slack import manifest
 from bot.teams import manifest as teams_manifest
 from handlers import conversations, digest, exports, privacy, pulse
@@ -310,6 +310,7 @@ def _serve(settings: Settings, *, deliver: bool = True) -> None:
 
         await touchline.run(stop, on_ready=ready, deliver=deliver)
 
+    steady_collector()
     runner.start()
     try:
         asyncio.run(main())
@@ -352,6 +353,7 @@ def worker_command(
         )
         await touchline.work(stop)
 
+    steady_collector()
     runner.start()
     try:
         asyncio.run(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
 import signal
@@ -331,6 +332,22 @@ class Touchline:
                 log.exception("refreshing Slack user groups and channel members failed; trying again later")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=REFRESH.total_seconds())
+
+
+# The cyclic garbage collector's first generation runs every this many allocations (Python's
+# default is 700): a process answering and delivering allocates fast, and each run's promotions
+# brought the full collections that stopped everything for 60-90 ms while DMs went out.
+YOUNG_COLLECTION = 20_000
+
+
+def steady_collector() -> None:
+    """Fewer, shorter collector pauses for a long-running process: what start-up loaded (modules,
+    app.yaml, the SDKs) is moved out of the collector's reach, and young objects are collected
+    less often. Call it once everything is imported, before serving."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION, middle, old)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
