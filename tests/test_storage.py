@@ -90,3 +90,31 @@ def test_writers_of_one_process_take_turns_urgent_first_then_in_order_of_arrival
     assert order == ["platform", "first", "second", "third"]
     turns.acquire(urgent=False)  # free again: taken at once
     turns.release()
+
+
+def test_many_writers_of_one_process_never_write_at_once_and_all_get_their_turn() -> None:
+    turns = WriteTurns()
+    inside, most, done = [0], [0], [0]
+    guard = threading.Lock()
+
+    def writer(n: int) -> None:
+        for i in range(200):
+            turns.acquire(urgent=(n + i) % 5 == 0)
+            with guard:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.0005 if i % 7 == 0 else 0)  # let the others queue up
+            with guard:
+                inside[0] -= 1
+            turns.release()
+        with guard:
+            done[0] += 1
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert done[0] == 16 and most[0] == 1
+    turns.acquire(urgent=True)  # nobody left holding it
+    turns.release()
