@@ -16,6 +16,8 @@ from functools import lru_cache
 OTHER = "other"
 SAME_THRESHOLD = 0.45
 WORDS_WEIGHT = 0.6  # of a similarity: the words in common; the rest is their trigrams
+# Sharing no word, a text scores at most the trigrams' part: with these weights, never enough.
+WORDLESS_NEVER_MATCH = 1 - WORDS_WEIGHT < SAME_THRESHOLD
 
 STOP_WORDS = frozenset(
     """
@@ -126,9 +128,8 @@ def best_match(text: str, candidates: Sequence[Candidate]) -> Candidate | None:
     best: tuple[float, int] | None = None
     found: Candidate | None = None
     for candidate in candidates:
-        # Sharing no word, a text scores at most the trigrams' part: below the threshold, so
-        # it is not scored (most of a theme's objections, and a cheap test).
-        if 1 - WORDS_WEIGHT < SAME_THRESHOLD and mine.isdisjoint(_shape(candidate.text)[0]):
+        # Most of a theme's objections share no word with a new one: not scored (a cheap test).
+        if WORDLESS_NEVER_MATCH and mine.isdisjoint(_shape(candidate.text)[0]):
             continue
         score = similarity(text, candidate.text)
         if score >= SAME_THRESHOLD and (best is None or (score, -candidate.id) > best):

@@ -43,7 +43,6 @@ COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline")
 SHORTCUT = "log_as_objection"
 BACKLOG = 32  # acknowledged commands still being worked on, before new ones wait for room
 WORKING = 8  # inbox items worked on at once: more only contend for the threads and the event loop
-SQLITE_WRITERS = 8  # the same, on SQLite
 INTAKE_THREADS = 4  # for storing what arrives, apart from the threads the work uses
 ROOM_WAIT = 1.5  # seconds a new one may wait for room: Slack allows 3 to acknowledge
 RESUME_EVERY = 2.0  # seconds between looks for inbox items a dead process left, and lease renewals
@@ -141,11 +140,10 @@ class SlackApp:
         self.client = client
         self.people = SlackPeople(ctx, client)
         self._working: set[asyncio.Task[Any]] = set()
-        # Work done at once (acknowledged, from the inbox). SQLite has one writer: more than a few
-        # at a time only queue on its lock, ahead of the inbox's own small inserts, which are
-        # what Slack is waiting for.
-        sqlite = ctx.db.engine.dialect.name == "sqlite"
-        self._room = asyncio.Semaphore(SQLITE_WRITERS if sqlite else WORKING)
+        # Work done at once (acknowledged, from the inbox). On SQLite they queue for its one
+        # writer behind the inbox's own small inserts, which Slack waits for (storage.database
+        # WriteTurns lets those go first), so SQLite takes as many as PostgreSQL.
+        self._room = asyncio.Semaphore(WORKING)
         # Who claims inbox items: this process, among replicas and the restarts of this one.
         self.claimant = f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._doing: set[int] = set()  # inbox items this process holds
