@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.metrics import Metrics
 from bot.pacing import Pacer
@@ -28,6 +29,16 @@ PROGRESS_EVERY = 1.0  # seconds between two refreshes of one broadcast's progres
 STOP_WAIT = 5.0  # seconds a stopping worker waits for its lanes to finish what they are sending
 SETTLE_PAUSE_MAX = 10.0  # seconds, at most, between two tries to record a delivery while the database is away
 QUIET = ("progress:", "failure:")  # messages about messages have no progress of their own
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """The card a row goes out with; `fresh` when drawn just now (what its post will show), and
+    `shown` when its post shows that already."""
+
+    card: Card
+    fresh: dict[str, Any] | None = None
+    shown: bool = False
 
 
 @dataclass
@@ -209,17 +220,30 @@ class DeliveryWorker:
                 async with self._slots:
                     if self.pacer is not None:
                         await self.pacer.wait_turn(row.platform, row.address)
+                    outcome: str | DeliveryError | None = None
+                    drawing = None
                     try:
                         if self.stopping():  # while it waited for its turn
                             break
                         queue.popleft()
                         self._on_the_way.add(row.id)
-                        outcome = await self._send(row)
+                        drawing = await self._card(row)
+                        if not drawing.shown:
+                            outcome = await self._send(row, drawing.card)
                     finally:
                         if self.pacer is not None:
-                            self.pacer.answered(row.platform, row.address)
+                            if drawing is None or drawing.shown:  # nothing went: the turn is not spent
+                                self.pacer.withdrawn(row.platform, row.address)
+                            else:
+                                self.pacer.answered(row.platform, row.address)
+                assert drawing is not None
+                if drawing.shown:
+                    await self._settle_shown(row)
+                    self._holding.discard(row.id)
+                    self._on_the_way.discard(row.id)
+                    continue
                 # Settling is the database's part: it does not hold a sending slot.
-                waited = await self._settle(row, outcome)
+                waited = await self._settle(row, outcome, drawing.fresh)
                 self._holding.discard(row.id)
                 self._on_the_way.discard(row.id)
                 if row.kind != outbox.UPDATE and row.subject and not row.subject.startswith(QUIET):
@@ -264,27 +288,32 @@ class DeliveryWorker:
             for row in rows:
                 outbox.mark_retry(session, row, error="waiting: the conversation is rate limited", due_at=due)
 
-    async def _card(self, row: outbox.Claimed) -> Card:
+    async def _card(self, row: outbox.Claimed) -> Drawing:
         """The card to send: drawn afresh for a live subject's posts and updates (a decision's
         count as it is now), else as queued. Never from a cache: the last update of a post must
         show the last change, and a drawing older than a change would stay on it for good."""
         if row.kind == outbox.DIRECT or not live.is_live(row.subject):
-            return Card.from_dict(row.card)
+            return Drawing(Card.from_dict(row.card))
         try:
-            card = await asyncio.to_thread(self._draw, row.subject)
+            return await asyncio.to_thread(self._draw, row)
         except Exception as error:  # the card as queued is still right, if older
             log.warning("could not draw %s afresh: %s", row.subject, type(error).__name__)
-            card = None
-        return card or Card.from_dict(row.card)
+            return Drawing(Card.from_dict(row.card))
 
-    def _draw(self, subject: str) -> Card | None:
-        with self.db.session() as session:
-            return live.current_card(session, subject)
+    def _draw(self, row: outbox.Claimed) -> Drawing:
+        with self.db.read() as session:
+            card = live.current_card(session, row.subject)
+            if card is None:
+                return Drawing(Card.from_dict(row.card))
+            # An update drawn the same as what its post shows (an update sent since drew the
+            # same change) would only spend one of the platform's requests.
+            post = session.get(Outbox, row.updates_id) if row.updates_id is not None else None
+            shown = post is not None and Card.from_dict(post.card) == card
+            return Drawing(card, fresh=card.to_dict(), shown=shown)
 
-    async def _send(self, row: outbox.Claimed) -> str | DeliveryError | None:
+    async def _send(self, row: outbox.Claimed, card: Card) -> str | DeliveryError | None:
         """Send one row: the platform's message reference, or why it failed."""
         platform = self.platforms[row.platform]
-        card = await self._card(row)
         try:
             if row.kind == outbox.UPDATE:
                 assert row.message_ref is not None
@@ -299,7 +328,9 @@ class DeliveryWorker:
             log.exception("delivery %s to %s failed unexpectedly", row.id, row.platform)
             return DeliveryError(type(error).__name__)
 
-    async def _settle(self, row: outbox.Claimed, outcome: str | DeliveryError | None) -> float | None:
+    async def _settle(
+        self, row: outbox.Claimed, outcome: str | DeliveryError | None, card: dict[str, Any] | None = None
+    ) -> float | None:
         """Record what happened; returns the seconds a platform asked to wait, if it did. While
         the database cannot be reached this waits and tries again, holding the lane: the message
         is out (or refused), and only the database's word for it is missing. Sending it again
@@ -307,7 +338,7 @@ class DeliveryWorker:
         pause = 0.5
         while True:
             try:
-                return await self._record(row, outcome)
+                return await self._record(row, outcome, card)
             except UNREACHABLE as error:
                 log.warning(
                     "delivery %s went out, and could not be recorded (%s); trying again in %.0f s",
@@ -318,12 +349,32 @@ class DeliveryWorker:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, SETTLE_PAUSE_MAX)
 
-    async def _record(self, row: outbox.Claimed, outcome: str | DeliveryError | None) -> float | None:
+    async def _settle_shown(self, row: outbox.Claimed) -> None:
+        """An update not sent, its post already showing it; recorded as the others are."""
+        pause = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(self._mark_shown, row)
+                return
+            except UNREACHABLE as error:
+                log.warning("delivery %s waits for the database (%s)", row.id, type(error).__name__)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, SETTLE_PAUSE_MAX)
+
+    def _mark_shown(self, row: outbox.Claimed) -> None:
+        with self.db.session() as session:
+            outbox.mark_shown(session, row.id, now=self.clock())
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(row.platform, "unchanged").inc()
+
+    async def _record(
+        self, row: outbox.Claimed, outcome: str | DeliveryError | None, card: dict[str, Any] | None
+    ) -> float | None:
         if isinstance(outcome, DeliveryError):
             await asyncio.to_thread(self._settle_failure, row, outcome)
             self._count(row.platform, outcome)
             return outcome.retry_after
-        await asyncio.to_thread(self._settle_success, row, outcome)
+        await asyncio.to_thread(self._settle_success, row, outcome, card)
         if self.metrics is not None:
             self.metrics.deliveries.labels(row.platform, "sent").inc()
         return None
@@ -335,9 +386,9 @@ class DeliveryWorker:
             self.metrics.rate_limited.labels(platform).inc()
         self.metrics.deliveries.labels(platform, "failed" if error.permanent else "retried").inc()
 
-    def _settle_success(self, row: outbox.Claimed, ref: str | None) -> None:
+    def _settle_success(self, row: outbox.Claimed, ref: str | None, card: dict[str, Any] | None) -> None:
         with self.db.session() as session:
-            outbox.mark_sent(session, row, message_ref=ref, now=self.clock())
+            outbox.mark_sent(session, row, message_ref=ref, now=self.clock(), card=card)
         self.sent += 1
 
     def _settle_failure(self, row: outbox.Claimed, error: DeliveryError) -> None:

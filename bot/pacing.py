@@ -55,6 +55,10 @@ class Limiter:
         self.in_flight = max(self.in_flight - 1, 0)
         self.take(now)
 
+    def withdraw(self) -> None:
+        """The request begun is not sent after all: it frees its place without counting."""
+        self.in_flight = max(self.in_flight - 1, 0)
+
     def idle(self) -> bool:
         return not self.in_flight and all(not stamps for _, _, stamps in self.windows)
 
@@ -112,6 +116,11 @@ class Pacer:
 
     def answered(self, platform: str, address: str) -> None:
         release(self.limiters(platform, address))
+
+    def withdrawn(self, platform: str, address: str) -> None:
+        """The turn taken is not used (the message already shows what was to be sent)."""
+        for limiter in self.limiters(platform, address):
+            limiter.withdraw()
 
     async def ready(self, platform: str, address: str) -> None:
         """Wait until the conversation alone would allow one more, taking nothing: a lane waits

@@ -283,6 +283,38 @@ def serialize(session: Session, name: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
+# The two-number keys of PostgreSQL's advisory locks are apart from the one-number keys above.
+CHANGES = 0x746C6368  # the namespace of `changing` and `nothing_changing`
+
+
+def _subject_key(subject: str) -> int:
+    return int.from_bytes(hashlib.sha256(subject.encode()).digest()[:4], "big", signed=True)
+
+
+def changing(session: Session, subject: str) -> None:
+    """This transaction changes what `subject`'s messages show, and says so until it ends: changes
+    of one subject do not wait for each other, and `nothing_changing` waits for none of them.
+    SQLite needs nothing: it has one writer at a time."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock_shared(:space, :key)"),
+            {"space": CHANGES, "key": _subject_key(subject)},
+        )
+
+
+def nothing_changing(session: Session, subject: str) -> bool:
+    """True when no transaction is `changing` `subject` now; then none can begin until this one
+    ends, so that what it reads after it ends holds every change that counted on it."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(
+        session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:space, :key)"),
+            {"space": CHANGES, "key": _subject_key(subject)},
+        ).scalar()
+    )
+
+
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -11,6 +11,7 @@ from sqlalchemy import and_, func, insert, literal, or_, update
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
+from storage.database import changing, nothing_changing
 from storage.models import Outbox
 
 POST, DIRECT, UPDATE = "post", "direct", "update"
@@ -57,7 +58,14 @@ def mark_changed(
     carries the latest when it goes. One statement, however many channels; `card()` is only what
     the new rows hold until then, drawn only when a post needs a new update (in a crowd's burst,
     most changes find every post's update pending, and drawing the card was a third of a press
-    in py-spy)."""
+    in py-spy).
+
+    A change that finds a post's update pending counts on it to carry the change; the claim of
+    that update (`claim_due`) must then not slip in between this statement and the change's
+    commit, or the update, drawn before the change is committed, would go out without it and
+    no later one would follow. So the change is `changing` the subject, and the claim passes
+    over updates of a subject while it is."""
+    changing(session, subject)
     waiting = select(Outbox.updates_id).where(
         col(Outbox.kind) == UPDATE,
         col(Outbox.status) == PENDING,
@@ -182,6 +190,7 @@ class Claimed:
     attempts: int
     message_ref: str | None  # for an update: the message to change
     subject: str = ""
+    updates_id: int | None = None  # for an update: the post's row
 
 
 def release_stale(session: Session, *, now: datetime, lease: timedelta) -> int:
@@ -201,6 +210,15 @@ CARRIED = "carried by a later update of the post"
 def mark_carried(session: Session, row_id: int, *, now: datetime) -> None:
     """An update not sent because a later one of the same post goes after it (and is drawn then)."""
     _finish(session, row_id, status=SENT, now=now, error=CARRIED)
+
+
+SHOWN = "its post already showed it"
+
+
+def mark_shown(session: Session, row_id: int, *, now: datetime) -> None:
+    """An update not sent because its post already shows what it would (one sent since drew
+    the same change)."""
+    _finish(session, row_id, status=SENT, now=now, error=SHOWN)
 
 
 def release(session: Session, ids: Sequence[int]) -> None:
@@ -289,6 +307,14 @@ def claim_due(session: Session, *, platforms: Sequence[str], now: datetime, limi
                 continue  # its post is not out yet; the update waits for it
             message_ref = original.message_ref
         chosen.append((row, message_ref))
+    # An update whose subject is being changed right now waits for the next claim (mark_changed).
+    busy = {
+        subject
+        for subject in {row.subject for row, _ in chosen if row.kind == UPDATE and row.subject}
+        if not nothing_changing(session, subject)
+    }
+    if busy:
+        chosen = [(row, ref) for row, ref in chosen if row.kind != UPDATE or row.subject not in busy]
     if not chosen:
         return []
     # One conditional UPDATE for the batch: only the rows still pending become ours, and the
@@ -305,17 +331,37 @@ def claim_due(session: Session, *, platforms: Sequence[str], now: datetime, limi
         )
     }
     return [
-        Claimed(row_id, row.kind, row.platform, row.address, taken[row_id], row.attempts, ref, row.subject)
+        Claimed(
+            row_id,
+            row.kind,
+            row.platform,
+            row.address,
+            taken[row_id],
+            row.attempts,
+            ref,
+            row.subject,
+            row.updates_id,
+        )
         for row, ref in chosen
         if (row_id := row.id) is not None and row_id in taken
     ]
 
 
-def mark_sent(session: Session, claimed: Claimed, *, message_ref: str | None, now: datetime) -> None:
+def mark_sent(
+    session: Session,
+    claimed: Claimed,
+    *,
+    message_ref: str | None,
+    now: datetime,
+    card: dict[str, Any] | None = None,
+) -> None:
+    """`claimed` went out; `card` is what it showed when drawn at sending, if not as queued."""
     row = session.get(Outbox, claimed.id)
     assert row is not None
     row.status, row.sent_at, row.error, row.claimed_at = SENT, now, None, None
     row.attempts += 1
+    if card is not None:
+        row.card = card
     if claimed.kind == UPDATE and row.updates_id is not None:
         original = session.get(Outbox, row.updates_id)
         if original is not None:

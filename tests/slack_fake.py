@@ -55,10 +55,14 @@ class FakeSlack:
     uploads: dict[str, bytes] = field(default_factory=dict)
     base_url: str = ""
     gate: Gate | None = None  # rate limits and faults, for the delivery tests and benchmarks
+    # Slack's tiers, counted "per API method per app per workspace": users.info is Tier 4, 100+
+    # a minute (docs.slack.dev/apis/web-api/rate-limits); past it, 429 with a Retry-After.
+    tiers: dict[str, list[tuple[int, float]]] = field(default_factory=lambda: {"users.info": [(100, 60.0)]})
     check_blocks: bool = True
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
     acks: list[dict[str, Any]] = field(default_factory=list)  # what Socket Mode clients sent back
     _ts: int = 0
+    _tier_gates: dict[str, Gate] = field(default_factory=dict)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=20 * 1024 * 1024)
@@ -145,6 +149,12 @@ class FakeSlack:
         if self.gate is not None and method in ("chat.postMessage", "chat.update"):
             refusal = await self.gate.check(request, str(body.get("channel", "")))
             if refusal is not None:
+                return refusal
+        if method in self.tiers:
+            tier = self._tier_gates.setdefault(method, Gate(per_app=self.tiers[method]))
+            refusal = await tier.check(request, "")
+            if refusal is not None:
+                self.calls.append(Call(method, body, {"ok": False, "error": "ratelimited"}))
                 return refusal
         self.calls.append(Call(method, body))
         queued = self.errors.get(method)

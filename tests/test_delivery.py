@@ -289,6 +289,18 @@ def test_a_request_on_its_way_counts_until_answered_and_then_from_its_answer() -
     assert not limiter.idle()
 
 
+def test_a_turn_taken_and_not_used_frees_its_place_without_counting() -> None:
+    """An update found already shown is not sent: its turn neither stays on its way nor counts."""
+    from bot.pacing import Limiter
+
+    now = [100.0]
+    limiter = Limiter([(1, 1.0)], clock=lambda: now[0])
+    limiter.begin()
+    assert limiter.delay(now[0]) == Limiter.POLL
+    limiter.withdraw()
+    assert limiter.delay(now[0]) == 0 and limiter.idle()
+
+
 def test_a_connection_slack_drops_unanswered_is_a_delivery_to_try_again(caplog: object) -> None:
     """Slack (or a proxy before it) may close the connection without an answer: the message may
     or may not be out, and it is tried again, not logged as a bug with a stack trace."""

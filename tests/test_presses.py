@@ -4,6 +4,7 @@ post gets one update on its way and at most one pending, showing the count when 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -193,3 +194,86 @@ def test_an_update_waiting_its_turn_behind_which_another_of_its_post_came_is_not
 class _WallClock:
     def __call__(self) -> datetime:
         return datetime.now(UTC)
+
+
+def test_an_update_is_not_sent_again_when_its_post_already_shows_the_last_count(crowd: Context) -> None:
+    """Presses keep coming while a channel's update waits for its turn: the update on its way is
+    drawn with the last count when it goes, and the one queued behind it, drawn the same, goes
+    nowhere (it would only spend a request of the channel's pace)."""
+    import time
+
+    from bot.pacing import Pacer
+
+    decision = announced(crowd)
+    platform = RecordingPlatform()
+    deliver(crowd, platform)
+    sent_before = len(platform.transcript)
+    crowd.clock = _WallClock()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        pacer = Pacer({"console": ([(1, 1.0)], [(100, 1.0)])})
+        worker = DeliveryWorker(crowd.db, {"console": platform}, clock=crowd.clock, pacer=pacer)
+        running = asyncio.create_task(worker.run_forever(stop, interval=0.05))
+        for n in range(4):
+            await asyncio.to_thread(
+                inbound.action,
+                crowd,
+                directory.console_actor(crowd, f"rep{n}"),
+                strategy.ACK,
+                str(decision.id),
+            )
+            await asyncio.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not rows(crowd.db, Outbox, status=outbox.PENDING) + rows(
+                crowd.db, Outbox, status=outbox.SENDING
+            ):
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await running
+
+    asyncio.run(main())
+    shown: dict[str, list[str]] = {}
+    for sent in platform.transcript[sent_before:]:
+        if sent.op == "update" and sent.address.startswith("#"):
+            shown.setdefault(sent.address, []).append(json.dumps(sent.card.to_dict()))
+    assert len(shown) == len(CHANNELS)
+    for channel, cards in shown.items():
+        assert "acknowledged by 4 of" in cards[-1], channel
+        assert all(a != b for a, b in itertools.pairwise(cards)), f"{channel} got the same card twice"
+    assert rows(crowd.db, Outbox, kind="update", error=outbox.SHOWN), "no update found its post showing it"
+    # What each post shows is kept on its row, for the next update to be compared with.
+    for post in rows(crowd.db, Outbox, subject=f"decision:{decision.id}", kind="post"):
+        assert "acknowledged by 4 of" in json.dumps(post.card)
+
+
+def test_an_update_is_not_claimed_while_a_change_that_counts_on_it_is_uncommitted(
+    postgres_url: str, clock: Clock
+) -> None:
+    """On PostgreSQL: a press that finds its posts' updates pending queues none, counting on them.
+    Claimed (and drawn) before that press commits, they would go out without it, and nothing
+    would follow; so the claim passes them over until it has."""
+    db = Database.from_url(postgres_url)
+    ctx = Context(db=db, org=parse_organisation_text(ORG), clock=clock)
+    setup.apply(ctx)
+    decision = announced(ctx)
+    deliver(ctx, RecordingPlatform())
+    inbound.action(ctx, directory.console_actor(ctx, "rep1"), strategy.ACK, str(decision.id))
+
+    def claimed() -> list[outbox.Claimed]:
+        with db.session() as session:
+            taken = outbox.claim_due(session, platforms=["console"], now=clock(), limit=100)
+            outbox.release(session, [row.id for row in taken])
+        return [row for row in taken if row.kind == outbox.UPDATE]
+
+    with Session(db.engine) as held:
+        strategy.acknowledge(held, ctx, directory.console_actor(ctx, "rep2"), str(decision.id))
+        held.flush()
+        while_held = claimed()
+        held.commit()
+    assert while_held == [], "an update was claimed while a press that counts on it was uncommitted"
+    after = claimed()
+    assert len(after) == len(CHANNELS)
+    db.dispose()

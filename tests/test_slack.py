@@ -221,6 +221,31 @@ def test_an_objection_in_one_line_and_from_a_message_shortcut(sctx: Context) -> 
     run(sctx, scenario)
 
 
+def test_past_users_info_s_rate_limit_people_still_count_and_slack_is_not_asked_again_too_soon(
+    sctx: Context,
+) -> None:
+    """A crowd of new people at once: users.info (Tier 4) refuses past its limit with 429 and a
+    Retry-After. What each person did is still done, under their id, and Touchline waits as long
+    as Slack asked before asking it about anyone again."""
+
+    async def scenario(world: World) -> None:
+        world.fake.tiers["users.info"] = [(3, 60.0)]
+        newcomers = [f"U0NEW{n:06d}" for n in range(6)]
+        for user in newcomers:
+            status, _ = await world.command("objection", "too expensive vs Acme", user)
+            assert status == 200
+        replies = await world.fake.wait_for("response_url", 6)
+        assert all("Recorded" in reply["text"] for reply in replies), replies
+        asked = world.fake.called("users.info")
+        # Three answered, the fourth refused (the fake refuses as Slack does), then none asked.
+        assert len(asked) == 4 and {call.get("user") for call in asked} <= set(newcomers), asked
+        refused = [c for c in world.fake.calls if c.method == "users.info" and c.answer.get("ok") is False]
+        assert len(refused) == 1
+        assert len(rows(world.ctx.db, Objection)) == 6
+
+    run(sctx, scenario)
+
+
 def test_a_reaction_that_means_nothing_still_leaves_the_inbox_done(sctx: Context) -> None:
     # A reaction that means nothing here is answered without a unit of work, so nothing else
     # marks its inbox item done.

@@ -18,6 +18,14 @@ log = logging.getLogger(__name__)
 PROFILE_TTL = 3600.0  # seconds a users.info answer is trusted
 
 
+def _seconds(retry_after: object) -> float:
+    """A Retry-After of seconds, as Slack sends it; a minute when it is missing or unreadable."""
+    try:
+        return min(max(float(str(retry_after)), 1.0), 600.0)
+    except ValueError:
+        return 60.0
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str | None
@@ -30,6 +38,7 @@ class SlackPeople:
         self.ctx = ctx
         self.client = client
         self._profiles: dict[str, tuple[float, Profile]] = {}
+        self._quiet_until = 0.0  # users.info asked us to wait (429) until then
         self.bot_user_id: str | None = None
 
     async def actor(self, user_id: str) -> Actor:
@@ -49,6 +58,10 @@ class SlackPeople:
         cached = self._profiles.get(user_id)
         if cached and time.monotonic() - cached[0] < PROFILE_TTL:
             return cached[1]
+        if time.monotonic() < self._quiet_until:
+            # Slack said how long to wait: asking again sooner (a crowd of new people at once)
+            # would only be refused. Until then a person counts by their id, their name later.
+            return cached[1] if cached else Profile(None, None, None)
         try:
             user = (await self.client.users_info(user=user_id))["user"]
             profile = user.get("profile") or {}
@@ -60,12 +73,16 @@ class SlackPeople:
                 email=profile.get("email") or None,
                 timezone=user.get("tz") or None,
             )
-        except (SlackApiError, KeyError, TypeError) as error:
+        except SlackApiError as error:
+            if error.response.status_code == 429 or error.response.get("error") == "ratelimited":
+                wait = error.response.headers.get("Retry-After", error.response.headers.get("retry-after"))
+                self._quiet_until = time.monotonic() + _seconds(wait)
+            log.warning("users.info failed: %s", error.response.get("error") or error.response.status_code)
+            return cached[1] if cached else Profile(None, None, None)
+        except (KeyError, TypeError) as error:
             # Without a profile the person still counts, by their id; their name comes later. Not
             # who: this may be the moment someone answers a pulse or sends an anonymous concern.
-            log.warning(
-                "users.info failed: %s", getattr(error, "response", {}).get("error", type(error).__name__)
-            )
+            log.warning("users.info answered something unexpected (%s)", type(error).__name__)
             return Profile(None, None, None)
         self._profiles[user_id] = (time.monotonic(), found)
         return found
