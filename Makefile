@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Test processes for `make test` (pytest-xdist); each has its own PostgreSQL database.
-TEST_WORKERS ?= 2
+# Test processes for `make test` (pytest-xdist); each has its own PostgreSQL database. Four: most
+# tests wait on subprocesses, and two left a 2-core machine a third idle.
+TEST_WORKERS ?= 4
 
 .PHONY: run test explore lint format bench bench-semantic clean
 

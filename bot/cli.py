@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import typer
@@ -18,14 +18,9 @@ import typer
 from bot import logs
 from bot.bootstrap import build_context
 from bot.config import ConfigError, Environment, Settings, load_environment, load_settings, summary
-from bot.console.repl import run_console
-from bot.server import Touchline, steady_collector, stop_on_signals
-from bot.slack import manifest
-from bot.teams import manifest as teams_manifest
 from handlers import conversations, digest, exports, privacy, pulse
 from handlers.context import Context, Refusal
 from handlers.text import count
-from scheduler.runner import SchedulerRunner
 from storage.database import (
     DatabaseNotReady,
     ensure_migrated,
@@ -34,6 +29,9 @@ from storage.database import (
     migrate,
     safe_url,
 )
+
+if TYPE_CHECKING:  # imported where used: a command that serves nothing starts without the servers
+    from bot.server import Touchline
 
 app = typer.Typer(
     add_completion=False,
@@ -290,6 +288,9 @@ def _serve(settings: Settings, *, deliver: bool = True) -> None:
         ctx = build_context(settings)
     except (DatabaseNotReady, ConfigError) as error:
         fail(str(error))
+    from bot.server import Touchline, steady_collector, stop_on_signals
+    from scheduler.runner import SchedulerRunner
+
     touchline = Touchline.build(ctx, env)
     runner = SchedulerRunner(ctx)
 
@@ -341,6 +342,9 @@ def worker_command(
             "touchline worker delivers to Slack and Teams, and neither is configured: set SLACK_BOT_TOKEN "
             "and SLACK_SIGNING_SECRET, or MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD (touchline check)."
         )
+    from bot.server import Touchline, steady_collector, stop_on_signals
+    from scheduler.runner import SchedulerRunner
+
     touchline = Touchline.build(ctx, env)
     runner = SchedulerRunner(ctx)
 
@@ -379,6 +383,9 @@ def manifest_command(
     ),
 ) -> None:
     """Slack: print the app manifest to paste. Teams: write the app package (a zip) to upload."""
+    from bot.slack import manifest
+    from bot.teams import manifest as teams_manifest
+
     try:
         if platform == "slack":
             typer.echo(manifest.slack_manifest(url, socket_mode=socket_mode), nl=False)
@@ -443,6 +450,9 @@ def _console(settings: Settings, person: str | None, live: bool | None, *, besid
         ctx = build_context(settings)
     except (DatabaseNotReady, ConfigError) as error:
         fail(str(error))
+    from bot.console.repl import run_console
+    from scheduler.runner import SchedulerRunner
+
     runner = SchedulerRunner(ctx) if live else None
 
     async def main() -> None:
@@ -472,6 +482,8 @@ def _console(settings: Settings, person: str | None, live: bool | None, *, besid
 
 
 async def _beside_console(ctx: Context, env: Environment, stop: asyncio.Event) -> None:
+    from bot.server import Touchline
+
     touchline = Touchline.build(ctx, env)
     # The console delivers its own channel posts; this one delivers what goes to Teams, if served.
     touchline.platforms = {k: v for k, v in touchline.platforms.items() if k == "teams"}
