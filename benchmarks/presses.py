@@ -4,6 +4,10 @@ until every press is stored and every channel's card shows the last count, the `
 calls it took, and beside them the least time Slack's limits (as `app.yaml` sets them) allow.
 
     .venv/bin/python -m benchmarks.presses [--channels 200] [--presses 1000] [--known] [--postgres]
+                                           [--apart]
+
+`--apart` runs `touchline serve --no-worker` beside `touchline worker` (the arrangement the README
+gives PostgreSQL) instead of `touchline serve` alone.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def stored(db: Database) -> int:
         return int(session.exec(select(func.count()).select_from(Acknowledgement)).one())
 
 
-async def measure(url: str, channels: int, presses: int, known: bool = False) -> None:
+async def measure(url: str, channels: int, presses: int, known: bool = False, apart: bool = False) -> None:
     names = [f"C0CROWD{n:05d}" for n in range(channels)]
     org = organisation(names)
     with tempfile.TemporaryDirectory() as folder:
@@ -99,9 +103,15 @@ async def measure(url: str, channels: int, presses: int, known: bool = False) ->
             env["TOUCHLINE_SECRET_KEY"] = os.environ.get(
                 "TOUCHLINE_SECRET_KEY", "benchmark-only-key-" + "0" * 16
             )
-            server = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env, cwd=ROOT)
+            serve = [sys.executable, "-m", "bot", "serve", *(["--no-worker"] if apart else [])]
+            server = subprocess.Popen(serve, env=env, cwd=ROOT)
+            worker = None
             try:
                 await started(http, port, server)
+                if apart:
+                    worker = subprocess.Popen(
+                        [sys.executable, "-m", "bot", "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL
+                    )
                 if known:
                     # As the channels' members are once Touchline has read them: no first contact.
                     # Slack (the fake) says of each what Touchline stored: nothing to write again.
@@ -176,8 +186,10 @@ async def measure(url: str, channels: int, presses: int, known: bool = False) ->
                     f"every card right {max(floor, 1.0):.1f} s after the last press at the earliest"
                 )
             finally:
-                server.terminate()
-                server.wait(timeout=30)
+                for running in (worker, server):
+                    if running is not None:
+                        running.terminate()
+                        running.wait(timeout=30)
                 db.dispose()
 
 
@@ -191,10 +203,12 @@ def main() -> None:
     described.add_argument(
         "--known", action="store_true", help="the pressers are known already (else each is met first)"
     )
+    described.add_argument("--apart", action="store_true", help="serve --no-worker beside a worker")
     args = described.parse_args()
     with empty_database_url(args.postgres, "presses") as url:
-        print(f"{'PostgreSQL' if args.postgres else 'SQLite'}, load {os.getloadavg()[0]:.2f}:")
-        asyncio.run(measure(url, args.channels, args.presses, args.known))
+        arrangement = "serve --no-worker + worker" if args.apart else "serve alone"
+        print(f"{'PostgreSQL' if args.postgres else 'SQLite'}, {arrangement}, load {os.getloadavg()[0]:.2f}:")
+        asyncio.run(measure(url, args.channels, args.presses, args.known, args.apart))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,14 @@ class Drawing:
     shown: bool = False
 
 
+@dataclass(frozen=True)
+class Retry:
+    """A row to try again in `seconds`; `asked` when the platform said so (a 429's Retry-After)."""
+
+    seconds: float
+    asked: bool
+
+
 @dataclass
 class DeliveryWorker:
     """Sends due outbox rows through the platform each row names, many at once, each platform
@@ -249,8 +257,9 @@ class DeliveryWorker:
                 if row.kind != outbox.UPDATE and row.subject and not row.subject.startswith(QUIET):
                     self._unshown.add(row.subject)
                 if waited is not None:
-                    if self.pacer is not None and (limiter := self.pacer.conversation(*key)):
-                        limiter.hold(waited)
+                    # The rest of the conversation waits as long: sent now, they would overtake it.
+                    if waited.asked and self.pacer is not None and (limiter := self.pacer.conversation(*key)):
+                        limiter.hold(waited.seconds)
                     rest = list(queue)
                     queue.clear()
                     self._holding.difference_update(r.id for r in rest)
@@ -282,11 +291,12 @@ class DeliveryWorker:
         with self.db.session() as session:
             outbox.mark_carried(session, row.id, now=self.clock())
 
-    def _wait_all(self, rows: list[outbox.Claimed], seconds: float) -> None:
-        due = self.clock() + timedelta(seconds=seconds)
+    def _wait_all(self, rows: list[outbox.Claimed], retry: Retry) -> None:
+        due = self.clock() + timedelta(seconds=retry.seconds)
+        why = "the conversation is rate limited" if retry.asked else "a message before it is tried again"
         with self.db.session() as session:
             for row in rows:
-                outbox.mark_retry(session, row, error="waiting: the conversation is rate limited", due_at=due)
+                outbox.mark_retry(session, row, error=f"waiting: {why}", due_at=due)
 
     async def _card(self, row: outbox.Claimed) -> Drawing:
         """The card to send: drawn afresh for a live subject's posts and updates (a decision's
@@ -330,8 +340,8 @@ class DeliveryWorker:
 
     async def _settle(
         self, row: outbox.Claimed, outcome: str | DeliveryError | None, card: dict[str, Any] | None = None
-    ) -> float | None:
-        """Record what happened; returns the seconds a platform asked to wait, if it did. While
+    ) -> Retry | None:
+        """Record what happened; returns when it is tried again, if it failed for now. While
         the database cannot be reached this waits and tries again, holding the lane: the message
         is out (or refused), and only the database's word for it is missing. Sending it again
         would make a duplicate; forgetting the reference, a card whose counts never update."""
@@ -369,11 +379,11 @@ class DeliveryWorker:
 
     async def _record(
         self, row: outbox.Claimed, outcome: str | DeliveryError | None, card: dict[str, Any] | None
-    ) -> float | None:
+    ) -> Retry | None:
         if isinstance(outcome, DeliveryError):
-            await asyncio.to_thread(self._settle_failure, row, outcome)
+            seconds = await asyncio.to_thread(self._settle_failure, row, outcome)
             self._count(row.platform, outcome)
-            return outcome.retry_after
+            return Retry(seconds, asked=outcome.retry_after is not None) if seconds is not None else None
         await asyncio.to_thread(self._settle_success, row, outcome, card)
         if self.metrics is not None:
             self.metrics.deliveries.labels(row.platform, "sent").inc()
@@ -391,7 +401,8 @@ class DeliveryWorker:
             outbox.mark_sent(session, row, message_ref=ref, now=self.clock(), card=card)
         self.sent += 1
 
-    def _settle_failure(self, row: outbox.Claimed, error: DeliveryError) -> None:
+    def _settle_failure(self, row: outbox.Claimed, error: DeliveryError) -> float | None:
+        """Record a failure; the seconds until the row is tried again, None if it never is."""
         now = self.clock()
         with self.db.session() as session:
             if error.permanent:
@@ -400,10 +411,12 @@ class DeliveryWorker:
                 failed = session.get(Outbox, row.id)
                 if failed is not None:
                     messages.report_failure(session, failed, error.reason, now=now)
-            elif error.retry_after is not None:
-                due = now + timedelta(seconds=max(error.retry_after, 0.0))
-                outbox.mark_retry(session, row, error=f"rate limited: {error.reason}", due_at=due)
-            elif row.attempts + 1 >= self.max_attempts:
+                return None
+            if error.retry_after is not None:
+                wait = timedelta(seconds=max(error.retry_after, 0.0))
+                outbox.mark_retry(session, row, error=f"rate limited: {error.reason}", due_at=now + wait)
+                return wait.total_seconds()
+            if row.attempts + 1 >= self.max_attempts:
                 log.warning("delivery %s to %s gave up: %s", row.id, row.platform, error.reason)
                 outbox.mark_failed(
                     session,
@@ -411,8 +424,10 @@ class DeliveryWorker:
                     error=f"gave up after {row.attempts + 1} attempts: {error.reason}",
                     now=now,
                 )
-            else:
-                outbox.mark_retry(session, row, error=error.reason, due_at=now + self.backoff(row.attempts))
+                return None
+            wait = self.backoff(row.attempts)
+            outbox.mark_retry(session, row, error=error.reason, due_at=now + wait)
+            return wait.total_seconds()
 
     def backoff(self, attempts: int) -> timedelta:
         """Exponential, with jitter so that many failed rows do not retry in step."""

@@ -37,6 +37,27 @@ def test_a_paced_fan_out_with_faults_and_a_kill_loses_nothing(database_url: str)
     assert result.faults.get("5xx", 0) > 0 and result.faults.get("dropped", 0) > 0
 
 
+def test_a_failed_message_holds_back_those_behind_it_in_its_conversation(database_url: str) -> None:
+    """Several messages to each channel and chat, through fakes that fail one request in ten and
+    drop one in twenty: a message tried again later does not let the next one overtake it."""
+    result = asyncio.run(
+        fan_out(
+            database_url,
+            dms=80,
+            posts=20,
+            each=4,
+            faults=True,
+            lease=30.0,
+            concurrency=CONCURRENCY,
+            limits=LIMITS,
+            timeout=120,
+        )
+    )
+    assert (result.delivered, result.lost) == (result.expected, 0)
+    assert result.faults.get("5xx", 0) > 0
+    assert result.out_of_order == 0
+
+
 def test_a_paced_fan_out_never_goes_past_the_platforms_limits(database_url: str) -> None:
     result = asyncio.run(
         fan_out(
