@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -32,6 +34,8 @@ from storage.database import (
 
 if TYPE_CHECKING:  # imported where used: a command that serves nothing starts without the servers
     from bot.server import Touchline
+
+WORKER_NICENESS = 10  # `touchline worker` runs this much nicer than it was started
 
 app = typer.Typer(
     add_completion=False,
@@ -347,6 +351,11 @@ def worker_command(
 
     touchline = Touchline.build(ctx, env)
     runner = SchedulerRunner(ctx)
+    # On a machine it shares with `serve`, the work (which waits, durable, in the inbox and the
+    # outbox) yields the CPU to the answers Slack and Teams wait for: when the work falls behind,
+    # the acknowledgements do not fall behind with it.
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
 
     async def main() -> None:
         stop = asyncio.Event()
