@@ -263,8 +263,7 @@ class DeliveryWorker:
                     rest = list(queue)
                     queue.clear()
                     self._holding.difference_update(r.id for r in rest)
-                    if rest:
-                        await asyncio.to_thread(self._wait_all, rest, waited)
+                    await asyncio.to_thread(self._hold_back, row, rest, waited)
         except UNREACHABLE as error:
             # The rows left in the lane are still claimed: sent after the lease, when the database is back.
             log.warning("delivery lane %s waits for the database (%s)", key, type(error).__name__)
@@ -291,12 +290,17 @@ class DeliveryWorker:
         with self.db.session() as session:
             outbox.mark_carried(session, row.id, now=self.clock())
 
-    def _wait_all(self, rows: list[outbox.Claimed], retry: Retry) -> None:
-        due = self.clock() + timedelta(seconds=retry.seconds)
-        why = "the conversation is rate limited" if retry.asked else "a message before it is tried again"
+    def _hold_back(self, failed: outbox.Claimed, rest: list[outbox.Claimed], retry: Retry) -> None:
         with self.db.session() as session:
-            for row in rows:
-                outbox.mark_retry(session, row, error=f"waiting: {why}", due_at=due)
+            outbox.hold_back(
+                session,
+                platform=failed.platform,
+                address=failed.address,
+                after_id=failed.id,
+                held=[row.id for row in rest],
+                until=self.clock() + timedelta(seconds=retry.seconds),
+                reason="the conversation is rate limited" if retry.asked else "one before is tried again",
+            )
 
     async def _card(self, row: outbox.Claimed) -> Drawing:
         """The card to send: drawn afresh for a live subject's posts and updates (a decision's

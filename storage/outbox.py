@@ -381,6 +381,35 @@ def mark_retry(session: Session, claimed: Claimed, *, error: str, due_at: dateti
     session.add(row)
 
 
+def hold_back(
+    session: Session,
+    *,
+    platform: str,
+    address: str,
+    after_id: int,
+    held: Sequence[int],
+    until: datetime,
+    reason: str,
+) -> None:
+    """The messages to a conversation behind the one numbered `after_id`, which is tried again at
+    `until`, wait until then: those claimed (`held`, handed back) and those still pending (handed
+    back at an earlier failure, or never claimed), so that none overtakes it however often it
+    fails. One statement; their attempts are not counted, since none of them failed."""
+    session.execute(
+        update(Outbox)
+        .where(
+            col(Outbox.platform) == platform,
+            col(Outbox.address) == address,
+            or_(
+                and_(col(Outbox.status) == SENDING, col(Outbox.id).in_(held)),
+                and_(col(Outbox.status) == PENDING, col(Outbox.id) > after_id, col(Outbox.due_at) < until),
+            ),
+        )
+        .values(status=PENDING, claimed_at=None, due_at=until, error=f"waiting: {reason}"[:1000])
+        .execution_options(synchronize_session=False)
+    )
+
+
 def mark_failed(session: Session, claimed: Claimed, *, error: str, now: datetime) -> None:
     _finish(session, claimed.id, status=FAILED, now=now, error=error)
 
