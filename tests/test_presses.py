@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import parse_organisation_text
 from bot.delivery import DeliveryWorker
+from bot.pacing import Pacer
 from handlers import directory, inbound, setup, strategy
 from handlers.context import Context
 from storage import outbox
@@ -143,43 +145,11 @@ def test_the_same_person_pressing_twice_at_once_is_counted_once(crowd: Context) 
 def test_an_update_waiting_its_turn_behind_which_another_of_its_post_came_is_not_sent(crowd: Context) -> None:
     """In a channel paced at one message a second, presses keep coming: of the updates queued
     in the channel's lane, only the last goes, drawn with the count of that moment."""
-    import time
-
-    from bot.pacing import Pacer
-
     decision = announced(crowd)
     platform = RecordingPlatform()
     deliver(crowd, platform)
     sent_before = len(platform.transcript)
-    crowd.clock = _WallClock()  # the pacer and the worker's claims run on real time
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        pacer = Pacer({"console": ([(1, 1.0)], [(100, 1.0)])})
-        worker = DeliveryWorker(crowd.db, {"console": platform}, clock=crowd.clock, pacer=pacer)
-        running = asyncio.create_task(worker.run_forever(stop, interval=0.05))
-        for n in range(6):  # a press every 0.3 s: faster than the channel's one update a second
-            await asyncio.to_thread(
-                inbound.action,
-                crowd,
-                directory.console_actor(crowd, f"rep{n}"),
-                strategy.ACK,
-                str(decision.id),
-            )
-            await asyncio.sleep(0.3)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with crowd.db.session() as session:
-                owed = session.exec(
-                    select(Outbox).where(col(Outbox.status).in_([outbox.PENDING, outbox.SENDING]))
-                ).all()
-            if not owed:
-                break
-            await asyncio.sleep(0.1)
-        stop.set()
-        await running
-
-    asyncio.run(main())
+    press_while_paced(crowd, platform, decision, 6)
     updates = [s for s in platform.transcript[sent_before:] if s.op == "update" and s.address.startswith("#")]
     per_channel = len(updates) / len(CHANNELS)
     assert per_channel < 6, per_channel  # fewer updates than presses in each channel
@@ -196,33 +166,19 @@ class _WallClock:
         return datetime.now(UTC)
 
 
-def test_an_update_is_not_sent_again_when_its_post_already_shows_the_last_count(crowd: Context) -> None:
-    """Presses keep coming while a channel's update waits for its turn: the update on its way is
-    drawn with the last count when it goes, and the one queued behind it, drawn the same, goes
-    nowhere (it would only spend a request of the channel's pace)."""
-    import time
-
-    from bot.pacing import Pacer
-
-    decision = announced(crowd)
-    platform = RecordingPlatform()
-    deliver(crowd, platform)
-    sent_before = len(platform.transcript)
-    crowd.clock = _WallClock()
+def press_while_paced(crowd: Context, platform: RecordingPlatform, decision: Decision, presses: int) -> None:
+    """A worker paced at one message a second in each channel runs while `presses` reps press
+    *Got it*, one every 0.3 s (faster than a channel's updates may go), until nothing is owed."""
+    crowd.clock = _WallClock()  # the pacer and the worker's claims run on real time
 
     async def main() -> None:
         stop = asyncio.Event()
         pacer = Pacer({"console": ([(1, 1.0)], [(100, 1.0)])})
         worker = DeliveryWorker(crowd.db, {"console": platform}, clock=crowd.clock, pacer=pacer)
         running = asyncio.create_task(worker.run_forever(stop, interval=0.05))
-        for n in range(4):
-            await asyncio.to_thread(
-                inbound.action,
-                crowd,
-                directory.console_actor(crowd, f"rep{n}"),
-                strategy.ACK,
-                str(decision.id),
-            )
+        for n in range(presses):
+            rep = directory.console_actor(crowd, f"rep{n}")
+            await asyncio.to_thread(inbound.action, crowd, rep, strategy.ACK, str(decision.id))
             await asyncio.sleep(0.3)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -235,6 +191,17 @@ def test_an_update_is_not_sent_again_when_its_post_already_shows_the_last_count(
         await running
 
     asyncio.run(main())
+
+
+def test_an_update_is_not_sent_again_when_its_post_already_shows_the_last_count(crowd: Context) -> None:
+    """Presses keep coming while a channel's update waits for its turn: the update on its way is
+    drawn with the last count when it goes, and the one queued behind it, drawn the same, goes
+    nowhere (it would only spend a request of the channel's pace)."""
+    decision = announced(crowd)
+    platform = RecordingPlatform()
+    deliver(crowd, platform)
+    sent_before = len(platform.transcript)
+    press_while_paced(crowd, platform, decision, 4)
     shown: dict[str, list[str]] = {}
     for sent in platform.transcript[sent_before:]:
         if sent.op == "update" and sent.address.startswith("#"):
