@@ -245,13 +245,12 @@ class DeliveryWorker:
                             else:
                                 self.pacer.answered(row.platform, row.address)
                 assert drawing is not None
+                # Settling is the database's part: it does not hold a sending slot.
                 if drawing.shown:
                     await self._settle_shown(row)
-                    self._holding.discard(row.id)
-                    self._on_the_way.discard(row.id)
-                    continue
-                # Settling is the database's part: it does not hold a sending slot.
-                waited = await self._settle(row, outcome, drawing.fresh)
+                    waited = None
+                else:
+                    waited = await self._settle(row, outcome, drawing.fresh)
                 self._holding.discard(row.id)
                 self._on_the_way.discard(row.id)
                 if row.kind != outbox.UPDATE and row.subject and not row.subject.startswith(QUIET):

@@ -279,16 +279,17 @@ def serialize(session: Session, name: str) -> None:
     doing the same whole-table work (syncing app.yaml at start) take turns. SQLite already
     runs one writer at a time."""
     if session.get_bind().dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(name, 8)})
 
 
 # The two-number keys of PostgreSQL's advisory locks are apart from the one-number keys above.
 CHANGES = 0x746C6368  # the namespace of `changing` and `nothing_changing`
 
 
-def _subject_key(subject: str) -> int:
-    return int.from_bytes(hashlib.sha256(subject.encode()).digest()[:4], "big", signed=True)
+def _lock_key(name: str, size: int) -> int:
+    """An advisory lock's key for `name`: the same in every process, `size` bytes (8: one bigint
+    key; 4: the second of two integer keys)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:size], "big", signed=True)
 
 
 def changing(session: Session, subject: str) -> None:
@@ -298,7 +299,7 @@ def changing(session: Session, subject: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text("SELECT pg_advisory_xact_lock_shared(:space, :key)"),
-            {"space": CHANGES, "key": _subject_key(subject)},
+            {"space": CHANGES, "key": _lock_key(subject, 4)},
         )
 
 
@@ -310,7 +311,7 @@ def nothing_changing(session: Session, subject: str) -> bool:
     return bool(
         session.execute(
             text("SELECT pg_try_advisory_xact_lock(:space, :key)"),
-            {"space": CHANGES, "key": _subject_key(subject)},
+            {"space": CHANGES, "key": _lock_key(subject, 4)},
         ).scalar()
     )
 
