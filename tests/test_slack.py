@@ -231,9 +231,10 @@ def test_past_users_info_s_rate_limit_people_still_count_and_slack_is_not_asked_
     async def scenario(world: World) -> None:
         world.fake.tiers["users.info"] = [(3, 60.0)]
         newcomers = [f"U0NEW{n:06d}" for n in range(6)]
-        for user in newcomers:
+        for n, user in enumerate(newcomers, 1):
             status, _ = await world.command("objection", "too expensive vs Acme", user)
             assert status == 200
+            await world.fake.wait_for("response_url", n)  # one after the other: none in flight at once
         replies = await world.fake.wait_for("response_url", 6)
         assert all("Recorded" in reply["text"] for reply in replies), replies
         asked = world.fake.called("users.info")
