@@ -167,7 +167,7 @@ class DeliveryWorker:
             # Rows wait in their lanes; renew the claim on them well before it could lapse.
             self._renewed = time.monotonic()
             await asyncio.to_thread(self._renew, sorted(self._holding), now)
-        claimed = await asyncio.to_thread(self._claim, now, limit)
+        claimed = await asyncio.to_thread(self._claim, now, limit, frozenset(self._holding))
         self._holding.update(row.id for row in claimed)
         for row in claimed:
             key = (row.platform, row.address)
@@ -204,11 +204,11 @@ class DeliveryWorker:
         with self.db.session() as session:
             outbox.renew(session, ids, now=now)
 
-    def _claim(self, now: datetime, limit: int) -> list[outbox.Claimed]:
+    def _claim(self, now: datetime, limit: int, mine: frozenset[int]) -> list[outbox.Claimed]:
         with self.db.session() as session:
             outbox.release_stale(session, now=now, lease=self.lease)
         with self.db.session() as session:
-            return outbox.claim_due(session, platforms=list(self.platforms), now=now, limit=limit)
+            return outbox.claim_due(session, platforms=list(self.platforms), now=now, limit=limit, mine=mine)
 
     async def _lane(self, key: tuple[str, str]) -> None:
         """One conversation's rows, in order; a 429 sends the rest back to wait as long as asked."""

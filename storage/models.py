@@ -208,9 +208,16 @@ class Outbox(SQLModel, table=True):
     (Slack `ts`, Teams activity id), kept so that the card can be updated later.
     """
 
+    __table_args__ = (
+        # A conversation's messages still owed, and which of them wait: read at every claim, so
+        # that none is claimed ahead of an earlier one (`outbox.claim_due`). It serves every lookup
+        # by platform too, which therefore has no index of its own.
+        Index("ix_outbox_platform_address_status_due_at", "platform", "address", "status", "due_at"),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=16)
-    platform: str = Field(max_length=16, index=True)
+    platform: str = Field(max_length=16)
     address: str = Field(max_length=300)
     card: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     subject: str = Field(default="", max_length=64, index=True)  # e.g. "decision:12"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from bot.delivery import DeliveryWorker
@@ -146,6 +148,79 @@ def test_a_row_whose_worker_died_mid_send_is_sent_after_the_lease(ctx: Context, 
     clock.advance(minutes=3)
     asyncio.run(w.drain())
     assert sorted(platform.ops()) == [("send", "#a"), ("send", "#b")]
+
+
+class Delivered(RecordingPlatform):
+    """Notes which rows went out, in the order they did."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[int] = []
+
+    async def send(self, address: str, card: Card, *, delivery_id: int) -> str:
+        ref = self._record("send", address, card)
+        self.ids.append(delivery_id)
+        return ref
+
+
+def test_a_message_queued_while_an_earlier_one_waits_for_its_retry_goes_after_it(
+    ctx: Context, clock: Clock
+) -> None:
+    first, second = queue(ctx, "#a", "#a")
+    platform = Delivered()
+    platform.fail_next = [DeliveryError("502 bad gateway")]
+    w = worker(ctx, platform)
+    asyncio.run(w.drain())
+    [third] = queue(ctx, "#a")  # due at once, while the first waits for its retry
+    [elsewhere] = queue(ctx, "#b")
+    asyncio.run(w.drain())
+    assert platform.ids == [elsewhere]  # the channel waits; no other one does
+    clock.advance(hours=1)
+    asyncio.run(w.drain())
+    assert platform.ids == [elsewhere, first, second, third]
+
+
+def test_a_conversation_waits_for_the_message_a_dead_worker_was_sending(ctx: Context, clock: Clock) -> None:
+    first, second = queue(ctx, "#a", "#a")
+    with ctx.db.session() as session:  # a worker claims the first, perhaps sends it, and dies
+        [claimed] = outbox.claim_due(session, platforms=["console"], now=clock.now, limit=1)
+    assert claimed.id == first
+    [third] = queue(ctx, "#a")
+    [elsewhere] = queue(ctx, "#b")
+    platform = Delivered()
+    w = worker(ctx, platform, lease=timedelta(minutes=2))
+    asyncio.run(w.drain())
+    assert platform.ids == [elsewhere]
+    clock.advance(minutes=3)
+    asyncio.run(w.drain())
+    assert platform.ids == [elsewhere, first, second, third]
+
+
+def claim(ctx: Context, limit: int, mine: frozenset[int] = frozenset()) -> list[int]:
+    with ctx.db.session() as session:
+        taken = outbox.claim_due(session, platforms=["console"], now=ctx.now(), limit=limit, mine=mine)
+    return [row.id for row in taken]
+
+
+def test_a_conversation_one_worker_is_sending_to_is_left_to_it(ctx: Context) -> None:
+    ids = queue(ctx, "#a", "#a", "#b", "#a")
+    assert claim(ctx, 1) == ids[:1]  # one worker
+    assert claim(ctx, 10) == ids[2:3]  # another: only what the first is not sending to
+    assert claim(ctx, 10, mine=frozenset(ids[:1])) == [ids[1], ids[3]]  # the first, again
+
+
+def test_a_claim_made_while_another_is_under_way_sees_what_that_one_took(ctx: Context) -> None:
+    """Another worker claims while one's claim is not yet committed: it waits for that claim and
+    leaves its conversation alone. Not waiting, it would read the first message as pending,
+    choose it and the one after it, lose the first to the other claim and take the second."""
+    ids = queue(ctx, "#a", "#b", "#a", "#b")
+    with ThreadPoolExecutor(1) as pool:
+        with ctx.db.session() as session:
+            first = outbox.claim_due(session, platforms=["console"], now=ctx.now(), limit=1)
+            other = pool.submit(claim, ctx, 10)
+            time.sleep(0.5)  # the other claim is under way, waiting for this one
+        assert [row.id for row in first] == ids[:1]
+        assert other.result(timeout=30) == [ids[1], ids[3]]
 
 
 def test_two_workers_on_one_database_never_send_the_same_row(ctx: Context) -> None:
