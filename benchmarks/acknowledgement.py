@@ -56,6 +56,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def serving_slack(url: str, fake: slack_fake.FakeSlack, port: int) -> dict[str, str]:
     """The environment of a `touchline serve` for Slack, against `fake`, on `port`."""
     return {
@@ -202,6 +208,8 @@ async def _run(
             await asyncio.sleep(3)  # started, and under way
         await load(http, port, fake, rate / 5, 2, first=first)  # warm up
         before = sum(c.method == "chat.postMessage" for c in fake.calls)
+        working = [p for p in (process, worker) if p is not None]
+        cpu = [cpu_seconds(p.pid) for p in working]
         sent: dict[int, float] = {}
         timings = await load(http, port, fake, rate, seconds, sent, first + 1000)
         going = sum(c.method == "chat.postMessage" for c in fake.calls) - before
@@ -216,6 +224,14 @@ async def _run(
             print(f"  {going:,} direct messages went out meanwhile")
         if "Bolt" not in name:
             print(f"  end to end: {await end_to_end(fake, sent)}")
+        # Until every reply is in: the work each command caused, not only its acknowledgement
+        # (the bare app's is its acknowledgement alone; with DMs going out, theirs is in it too).
+        used = [(cpu_seconds(p.pid) - c) * 1000 / len(sent) for p, c in zip(working, cpu, strict=True)]
+        print(
+            "  CPU a command: "
+            + " + ".join(f"{ms:.1f} ms" for ms in used)
+            + (" (serve + worker)" if worker else "")
+        )
     finally:
         for running in (worker, process):
             if running is not None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, union, update
+import sqlalchemy as sa
+from sqlalchemy import String, bindparam, delete, func, literal, union, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
@@ -284,11 +285,16 @@ def roles_of(
     org: Organisation, person: Person, identities: Iterable[Identity], groups: Iterable[str] = ()
 ) -> frozenset[str]:
     """The roles `app.yaml` gives this person, by key, e-mail, platform id or user group."""
-    names = {person.key, *groups}
-    if person.email:
-        names.add(f"email:{person.email.lower()}")
-    names.update(f"{i.platform}:{i.external_id}" for i in identities)
-    return org.roles_for(names)
+    names = {*groups, *(f"{i.platform}:{i.external_id}" for i in identities)}
+    return _roles(org, person.key, person.email, names)
+
+
+def _roles(org: Organisation, key: str, email: str | None, names: Iterable[str]) -> frozenset[str]:
+    """The roles of the person with this key and e-mail, and these platform ids and user groups."""
+    known = {key, *names}
+    if email:
+        known.add(f"email:{email.lower()}")
+    return org.roles_for(known)
 
 
 def groups_of(session: Session, person_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -406,14 +412,61 @@ def _known_actor(
     command, button and reaction starts with identify; on SQLite, taking the write lock each time
     queued them all behind any writer); None when identify has something to write."""
     with ctx.db.read() as session:
-        person = _person_for_identity(session, platform, user_id)
-        if person is None or not _unchanged(person, platform, name=name, email=email, timezone=timezone):
+        # Columns, not rows the session keeps, in statements built once: every request starts here.
+        connection = session.connection()
+        found = connection.execute(_WHO, {"platform": platform, "user": user_id}).first()
+        if found is None:
             return None
-        return _actor(ctx, session, person, platform, user_id, timezone)
+        person = Who._make(found)
+        if not _unchanged(person, platform, name=name, email=email, timezone=timezone):
+            return None
+        names = {f"{p}:{e}" if p else e for p, e in connection.execute(_NAMES, {"person": person.id})}
+    return Actor(
+        platform=platform,
+        user_id=user_id,
+        name=person.name,
+        person_id=person.id,
+        roles=_roles(ctx.org, person.key, person.email, names),
+        timezone=person.timezone or timezone or ctx.org.organisation.timezone,
+    )
+
+
+class Who(NamedTuple):
+    """What `identify` reads of a person it knows."""
+
+    id: int
+    key: str
+    name: str
+    email: str | None
+    timezone: str | None
+    home_platform: str | None
+    from_config: bool
+
+
+_WHO = (
+    sa.select(
+        col(Person.id),
+        col(Person.key),
+        col(Person.name),
+        col(Person.email),
+        col(Person.timezone),
+        col(Person.home_platform),
+        col(Person.from_config),
+    )
+    .join(Identity, col(Identity.person_id) == col(Person.id))
+    .where(col(Identity.platform) == bindparam("platform"), col(Identity.external_id) == bindparam("user"))
+)
+# A person's identities (platform, id) and user groups ("", group), in one read.
+_NAMES = union_all(
+    select(Identity.platform, Identity.external_id).where(col(Identity.person_id) == bindparam("person")),
+    select(literal("", String), GroupMember.group_ref).where(
+        col(GroupMember.person_id) == bindparam("person")
+    ),
+)
 
 
 def _unchanged(
-    person: Person, platform: str, *, name: str | None, email: str | None, timezone: str | None
+    person: Person | Who, platform: str, *, name: str | None, email: str | None, timezone: str | None
 ) -> bool:
     """Whether identify's unit of work would store this person as they are."""
     if person.home_platform != platform:
@@ -429,14 +482,13 @@ def _actor(
     ctx: Context, session: Session, person: Person, platform: str, user_id: str, timezone: str | None
 ) -> Actor:
     assert person.id is not None
-    identities = session.exec(select(Identity).where(Identity.person_id == person.id)).all()
-    groups = groups_of(session, [person.id]).get(person.id, [])
+    names = {f"{p}:{e}" if p else e for p, e in session.execute(_NAMES, {"person": person.id})}
     return Actor(
         platform=platform,
         user_id=user_id,
         name=person.name,
         person_id=person.id,
-        roles=roles_of(ctx.org, person, identities, groups),
+        roles=_roles(ctx.org, person.key, person.email, names),
         timezone=person.timezone or timezone or ctx.org.organisation.timezone,
     )
 

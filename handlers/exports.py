@@ -241,10 +241,10 @@ def import_objections(
             theme = themes.assign(session, ctx, objection.text, hint=objection.competitor or "", now=when)
             assert theme.id is not None
             objection.theme_id = theme.id
-            session.add(objection)
-            session.flush()
             objection.group_id = objections.group_for(session, objection, when)
             session.add(objection)
+            session.flush()
+            objection.group_id = objection.group_id or objection.id
         audit.record(
             session, at=ctx.now(), actor_id=None, action="objection.import", source=source, rows=len(ready)
         )

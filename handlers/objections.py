@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, func
+from sqlalchemy import and_, bindparam, func
 from sqlmodel import Session, col, select
 
 from handlers import directory, forms, matching, numbered, themes
@@ -190,12 +190,14 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
         objection.theme_id = theme.id
     if editing:
         objection.updated_at = now
+    # Its group is found before it is written, so that joining a group is one insert.
+    match = group_for(session, objection, now)
+    objection.group_id = match
     session.add(objection)
     session.flush()
     assert objection.id is not None
-    objection.group_id = group_for(session, objection, now)
-    session.add(objection)
-    session.flush()
+    if match is None:
+        objection.group_id = objection.id  # the first of a group of its own
     if editing:
         # What it says, or whether it is confidential, changed: so may the names it gave.
         for theme_id in sorted({objection.theme_id, before or objection.theme_id}):
@@ -208,16 +210,18 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
         action="objection.edit" if editing else "objection.log",
         subject=f"objection:{objection.id}",
     )
-    return Reply(text=_recorded(session, objection, now, edited=bool(editing)), card=_receipt(objection))
+    # A group of its own holds only this one, unless an edit left others in the group it founded.
+    heard = 1 if match is None and not editing else reporters(session, objection, now)
+    text = _recorded(session, objection, heard, edited=bool(editing))
+    return Reply(text=text, card=_receipt(objection))
 
 
-def group_for(session: Session, objection: Objection, now: datetime) -> int:
-    """The group of the most similar of its theme's representatives of the last 30 days, or a
-    group of its own. Called with the theme row locked (`themes.assign`), so that two like
-    objections arriving at once queue up and the second joins the group the first started."""
-    assert objection.id is not None
+def group_for(session: Session, objection: Objection, now: datetime) -> int | None:
+    """The group of the most similar of its theme's representatives of the last 30 days, or
+    None for a group of its own. Called with the theme row locked (`themes.assign`), so that two
+    like objections arriving at once queue up and the second joins the group the first started."""
     match = matching.best_match(objection.text, representatives(session, objection, now))
-    return match.group_id if match else objection.id
+    return match.group_id if match else None
 
 
 def representatives(session: Session, objection: Objection, now: datetime) -> list[matching.Candidate]:
@@ -225,32 +229,19 @@ def representatives(session: Session, objection: Objection, now: datetime) -> li
     and the first objection of each of their groups, at most 2 × RECENT_OBJECTIONS however full
     the month (comparing with all of them took 0.5 to 3.9 s at 100,000). A theme with fewer in the
     month than that is compared with all of them, as before."""
-    since = now - SAME_WINDOW
-    seen = select(Objection.id, Objection.group_id, Objection.text)
-    latest = session.exec(
-        seen.where(*_of_theme(objection, since))
-        # Newest first along the (theme_id, created_at) index, so that only these rows are read.
-        .order_by(col(Objection.created_at).desc(), col(Objection.id).desc())
-        .limit(RECENT_OBJECTIONS)
-    ).all()
+    # Core statements built once, run on the unit of work's connection: the ORM's building and
+    # loading of these reads was most of the cost of recording an objection.
+    session.flush()  # what the unit of work holds is read as well
+    of_theme = {"theme": objection.theme_id, "since": now - SAME_WINDOW, "me": objection.id or 0}
+    connection = session.connection()
+    latest = [(id_, group_id, text) for id_, group_id, text in connection.execute(_LATEST, of_theme)]
     read = {id_ for id_, _, _ in latest}
     firsts = sorted({g for _, g, _ in latest if g is not None and g not in read} - {objection.id})
-    return _one_per_wording([*latest, *_founders(session, objection, since, firsts)])
-
-
-def _founders(
-    session: Session, objection: Objection, since: datetime, ids: list[int]
-) -> list[tuple[int | None, int | None, str]]:
-    """The objections numbered `ids` that are of the theme and the window, found by their ids."""
-    if not ids:
-        return []
-    # Whether one fits is read, not searched on: given the theme and the window to search,
-    # SQLite scans the theme's month by the (theme_id, created_at) index instead of the ids.
-    fits = and_(*_of_theme(objection, since)).label("fits")
-    found = session.exec(
-        select(Objection.id, Objection.group_id, Objection.text, fits).where(col(Objection.id).in_(ids))
-    )
-    return [(id_, group_id, text) for id_, group_id, text, fit in found if fit]
+    fitting = []
+    if firsts:
+        founders = connection.execute(_FOUNDERS, {**of_theme, "ids": firsts})
+        fitting = [(id_, group_id, text) for id_, group_id, text, fits in founders if fits]
+    return _one_per_wording([*latest, *fitting])
 
 
 def _one_per_wording(rows: list[tuple[int | None, int | None, str]]) -> list[matching.Candidate]:
@@ -263,17 +254,28 @@ def _one_per_wording(rows: list[tuple[int | None, int | None, str]]) -> list[mat
     return list(kept.values())
 
 
-def _of_theme(objection: Objection, since: datetime) -> tuple[ColumnElement[bool], ...]:
-    """The other objections of `objection`'s theme since `since`."""
-    return (
-        col(Objection.theme_id) == objection.theme_id,
-        col(Objection.created_at) >= since,
-        col(Objection.id) != objection.id,
-    )
+# The other objections of a theme since a moment (`me`: the one being recorded, 0 for a new one).
+_OF_THEME = and_(
+    col(Objection.theme_id) == bindparam("theme"),
+    col(Objection.created_at) >= bindparam("since"),
+    col(Objection.id) != bindparam("me"),
+)
+_SEEN = select(Objection.id, Objection.group_id, Objection.text)
+# Newest first along the (theme_id, created_at) index, so that only these rows are read.
+_LATEST = (
+    _SEEN.where(_OF_THEME)
+    .order_by(col(Objection.created_at).desc(), col(Objection.id).desc())
+    .limit(RECENT_OBJECTIONS)
+)
+# The groups' first objections, found by their ids. Whether one fits the theme and the window is
+# read, not searched on: given them to search, SQLite scans the theme's month by the
+# (theme_id, created_at) index instead of the ids.
+_FOUNDERS = _SEEN.add_columns(_OF_THEME.label("fits")).where(
+    col(Objection.id).in_(bindparam("ids", expanding=True))
+)
 
 
-def _recorded(session: Session, objection: Objection, now: datetime, *, edited: bool) -> str:
-    heard = reporters(session, objection, now)
+def _recorded(session: Session, objection: Objection, heard: int, *, edited: bool) -> str:
     theme = session.get(Theme, objection.theme_id)
     what = "Updated" if edited else "Recorded"
     lines = [f"📝 {what}: “{clip(objection.text, 300)}” — theme: {theme.name if theme else '?'}."]
@@ -293,16 +295,20 @@ def _recorded(session: Session, objection: Objection, now: datetime, *, edited: 
 def reporters(session: Session, objection: Objection, now: datetime) -> int:
     """How many reps heard the objection's group in the last 30 days, its own reporter among
     them: the N of "You are the Nth rep to hear this"."""
-    # A range of the (group_id, created_at, reporter_id) index, read from the index alone: the
-    # group's older objections are not read. The window's start is written into the statement,
-    # not bound, so that PostgreSQL plans it knowing the window, prepared or not (psycopg
-    # prepares a statement run five times): bound, the generic plan it settled on walked the
-    # whole month by the created_at index until autovacuum came by (40 ms against 3 at 100,000).
-    since: BindParameter[datetime] = bindparam("since", literal_execute=True)  # typed by its column
-    counted = select(func.count(func.distinct(Objection.reporter_id))).where(
-        Objection.group_id == objection.group_id, col(Objection.created_at) >= since
-    )
-    return session.exec(counted, params={"since": now - SAME_WINDOW}).one()
+    session.flush()
+    heard = {"group": objection.group_id, "since": now - SAME_WINDOW}
+    return int(session.connection().execute(_HEARD, heard).scalar_one())
+
+
+# A range of the (group_id, created_at, reporter_id) index, read from the index alone: the group's
+# older objections are not read. The window's start is written into the statement, not bound, so
+# that PostgreSQL plans it knowing the window, prepared or not (psycopg prepares a statement run
+# five times): bound, the generic plan it settled on walked the whole month by the created_at
+# index until autovacuum came by (40 ms against 3 at 100,000).
+_HEARD = select(func.count(func.distinct(Objection.reporter_id))).where(
+    col(Objection.group_id) == bindparam("group"),
+    col(Objection.created_at) >= bindparam("since", literal_execute=True),
+)
 
 
 def _receipt(objection: Objection) -> Card:

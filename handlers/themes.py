@@ -13,11 +13,10 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import defer
 from sqlmodel import Session, col, func, select
 
 from handlers import grouping, matching, numbered
@@ -68,34 +67,39 @@ def active(session: Session) -> list[Theme]:
     )
 
 
-def candidates(session: Session, now: datetime) -> list[Theme]:
+class Candidate(NamedTuple):
+    """A theme a new objection may join: its number, app.yaml's key and cue words."""
+
+    id: int
+    key: str | None
+    cues: list[str]
+
+
+def candidates(session: Session, now: datetime) -> list[Candidate]:
     """The themes a new objection may join: the taxonomy's, and those heard in the last half
     year (at most the 500 most recently heard), so that the comparison stays quick however
     many themes years of objections have left behind."""
-    # Both read along an index, not the table: ordered by id, SQLite scanned every theme for the
-    # taxonomy's few, and told `key IS NULL`, it read every found theme by the key's index for
-    # the latest 500 (13 and 67 ms at 100,000 themes). The taxonomy's themes come out of the
-    # latest afterwards.
-    # Their profiles are read only when the cue words chose none (`profiles`): parsing each
-    # theme's profile for every objection was a tenth of the work of recording one.
-    listed = sorted(
-        session.exec(
-            select(Theme)
-            .options(defer(Theme.profile))  # type: ignore[arg-type]
-            .where(col(Theme.merged_into_id).is_(None), col(Theme.key).is_not(None))
-            .order_by(col(Theme.key))
-        ),
-        key=lambda t: t.id or 0,
-    )
-    latest = session.exec(
-        select(Theme)
-        .options(defer(Theme.profile))  # type: ignore[arg-type]
-        .where(col(Theme.merged_into_id).is_(None), col(Theme.last_heard_at) >= now - RECENT)
-        .order_by(col(Theme.last_heard_at).desc())
-        .limit(RECENT_THEMES + len(listed))
-    )
-    recent = [t for t in latest if t.key is None][:RECENT_THEMES]
-    return [*listed, *sorted(recent, key=lambda t: t.id or 0)]
+    connection = session.connection()
+    listed = sorted(Candidate(*row) for row in connection.execute(_LISTED))
+    latest = connection.execute(_LATEST, {"since": now - RECENT, "limit": RECENT_THEMES + len(listed)})
+    recent = [Candidate(*row) for row in latest if row.key is None][:RECENT_THEMES]
+    return [*listed, *sorted(recent)]
+
+
+# Both read along an index, not the table: ordered by id, SQLite scanned every theme for the
+# taxonomy's few, and told `key IS NULL`, it read every found theme by the key's index for the
+# latest 500 (13 and 67 ms at 100,000 themes). The taxonomy's themes come out of the latest
+# afterwards. Only what choosing needs is read: a theme's profile only when the cue words chose
+# none (`_profiles`; parsing each theme's profile for every objection was a tenth of the work of
+# recording one), and as columns, not rows the session keeps (built once: the ORM's building and
+# loading of these was a fifth of it).
+_CHOOSING = select(Theme.id, Theme.key, Theme.cues).where(col(Theme.merged_into_id).is_(None))
+_LISTED = _CHOOSING.where(col(Theme.key).is_not(None)).order_by(col(Theme.key))
+_LATEST = (
+    _CHOOSING.where(col(Theme.last_heard_at) >= bindparam("since"))
+    .order_by(col(Theme.last_heard_at).desc())
+    .limit(bindparam("limit"))
+)
 
 
 def assign(
@@ -114,17 +118,17 @@ def assign(
         (t for t in themes if t.cues), key=lambda t: order.index(t.key) if t.key in order else len(order)
     )
     cued = matching.theme_of(f"{text} {hint}", {str(t.id): t.cues for t in listed})
-    chosen: Theme | None = next((t for t in themes if str(t.id) == cued), None)
+    chosen = next((t.id for t in themes if str(t.id) == cued), None)
     if chosen is None:
         profiles = _profiles(session, themes)
-        scored = [(grouper.similarity(text, profiles[t.id]), t) for t in themes if profiles.get(t.id)]
+        scored = [(grouper.similarity(text, profiles[t.id]), t.id) for t in themes if profiles.get(t.id)]
         best = max(scored, key=lambda pair: pair[0], default=None)
         if best is not None and best[0] >= grouper.threshold:
             chosen = best[1]
     if chosen is None:
-        chosen = _new_theme(session, None if confidential else text, now)
-    assert chosen.id is not None
-    theme = numbered.find(session, Theme, str(chosen.id), lock=True)
+        chosen = _new_theme(session, None if confidential else text, now).id
+    assert chosen is not None
+    theme = numbered.find(session, Theme, str(chosen), lock=True)
     assert theme is not None
     if theme.origin == UNNAMED and not confidential:
         _name_after(session, theme, text)
@@ -136,7 +140,7 @@ def assign(
     return theme
 
 
-def _profiles(session: Session, themes: list[Theme]) -> dict[int | None, dict[str, Any]]:
+def _profiles(session: Session, themes: list[Candidate]) -> dict[int | None, dict[str, Any]]:
     """The grouping profiles of `themes`, in one read."""
     ids = [t.id for t in themes]
     return {
