@@ -7,7 +7,11 @@ to its "Recorded" reply reaching Slack), and Touchline's footprint: start-up tim
 memory idle and after the load.
 
     .venv/bin/python -m benchmarks.acknowledgement [--rate 50] [--seconds 30] [--deliveries 5000]
-                                                   [--postgres]
+                                                   [--postgres] [--newcomers]
+
+The 400 reps who send the commands are known to Touchline, as they are once it has read the
+channels' members, with the profile Slack gives (nothing to write about them); with
+`--newcomers` each one's first command is their first contact, as on the day Touchline arrives.
 """
 
 from __future__ import annotations
@@ -31,13 +35,17 @@ from sqlmodel import col
 from benchmarks.common import empty_database_url, percentiles
 from benchmarks.fanout import seed
 from benchmarks.objections_at_scale import plain
-from storage.database import normalise_url
+from bot.config import parse_organisation_text
+from handlers import directory, setup
+from handlers.context import Context
+from storage.database import Database, normalise_url
 from storage.models import Outbox
 from tests import slack_fake
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FORM = "application/x-www-form-urlencoded"
+REPS = 400
 CALL = re.compile(r"call (\d+)\b")
 # The fan-out benchmark's pace for Slack (its default, 300 a minute, is barely a load).
 FAST = "\ndelivery:\n  slack: {per_conversation: [1/1s], per_app: [50/1s]}\n"
@@ -111,7 +119,7 @@ async def load(
         nonlocal failures
         # What reps say, of every theme (objections_at_scale's sayings), numbered to find its reply.
         said = f"{plain(random.Random(n))}, call {n}"
-        body = slack_fake.slash_command("objection", said, f"U{n % 400:010d}", fake=fake)
+        body = slack_fake.slash_command("objection", said, f"U{n % REPS:010d}", fake=fake)
         began = time.perf_counter()
         if sent is not None:
             sent[n] = began
@@ -155,12 +163,28 @@ async def end_to_end(fake: slack_fake.FakeSlack, sent: dict[int, float], timeout
     )
 
 
-async def measure(url: str, rate: float, seconds: float, deliveries: int) -> None:
+def introduce(url: str, config: Path, fake: slack_fake.FakeSlack) -> None:
+    """The reps, as Touchline knows them once it has read the channels' members; Slack (the fake)
+    says of each what Touchline stored, so that a command writes nothing about its sender."""
+    ctx = Context(db=Database.from_url(url), org=parse_organisation_text(config.read_text()))
+    try:
+        setup.apply(ctx)
+        for n in range(REPS):
+            user, name = f"U{n:010d}", f"Rep {n}"
+            fake.users[user] = {"name": name, "tz": "Europe/Berlin"}
+            directory.identify(ctx, "slack", user, name=name, timezone="Europe/Berlin")
+    finally:
+        ctx.db.dispose()
+
+
+async def measure(url: str, rate: float, seconds: float, deliveries: int, newcomers: bool) -> None:
     async with slack_fake.fake_slack() as fake, ClientSession() as http:
         fake.check_blocks = False
         with tempfile.TemporaryDirectory() as folder:
             fast = Path(folder) / "app.yaml"
             fast.write_text((ROOT / "app.yaml").read_text() + FAST)
+            if not newcomers:
+                await asyncio.to_thread(introduce, url, fast, fake)
             serve = [sys.executable, "-m", "bot", "serve"]
             apart = [*serve, "--no-worker"]
             runs: list[tuple[str, list[str], bool, int]] = []
@@ -256,10 +280,11 @@ def main() -> None:
     described.add_argument("--seconds", type=float, default=30)
     described.add_argument("--deliveries", type=int, default=5000, help="direct messages (0: no such run)")
     described.add_argument("--postgres", action="store_true")
+    described.add_argument("--newcomers", action="store_true", help="each rep's first command is their first")
     args = described.parse_args()
     with empty_database_url(args.postgres, "ack") as url:
         print(f"{'PostgreSQL' if args.postgres else 'SQLite'} · load average {os.getloadavg()[0]:.2f}:")
-        asyncio.run(measure(url, args.rate, args.seconds, args.deliveries))
+        asyncio.run(measure(url, args.rate, args.seconds, args.deliveries, args.newcomers))
 
 
 if __name__ == "__main__":

@@ -239,7 +239,6 @@ def import_objections(
                 severity=cell("severity") or "medium",
             )
             theme = themes.assign(session, ctx, objection.text, hint=objection.competitor or "", now=when)
-            assert theme.id is not None
             objection.theme_id = theme.id
             objection.group_id = objections.group_for(session, objection, when)
             session.add(objection)

@@ -177,6 +177,7 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
         setattr(objection, name, clean[name])
     objection.severity = clean["severity"] or "medium"
     objection.confidential = bool(clean["confidential"])
+    theme: themes.Assigned | None = None
     if rethink:
         theme = themes.assign(
             session,
@@ -186,7 +187,6 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
             confidential=objection.confidential,
             now=now,
         )
-        assert theme.id is not None
         objection.theme_id = theme.id
     if editing:
         objection.updated_at = now
@@ -212,7 +212,11 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
     )
     # A group of its own holds only this one, unless an edit left others in the group it founded.
     heard = 1 if match is None and not editing else reporters(session, objection, now)
-    text = _recorded(session, objection, heard, edited=bool(editing))
+    if editing:
+        # It may have moved, and its themes been renamed (settle_name): what they are called now.
+        current = session.get(Theme, objection.theme_id)
+        theme = themes.Assigned(objection.theme_id, current.name, current.origin) if current else None
+    text = _recorded(objection, theme, heard, edited=bool(editing))
     return Reply(text=text, card=_receipt(objection))
 
 
@@ -275,8 +279,7 @@ _FOUNDERS = _SEEN.add_columns(_OF_THEME.label("fits")).where(
 )
 
 
-def _recorded(session: Session, objection: Objection, heard: int, *, edited: bool) -> str:
-    theme = session.get(Theme, objection.theme_id)
+def _recorded(objection: Objection, theme: themes.Assigned | None, heard: int, *, edited: bool) -> str:
     what = "Updated" if edited else "Recorded"
     lines = [f"📝 {what}: “{clip(objection.text, 300)}” — theme: {theme.name if theme else '?'}."]
     if heard > 1:

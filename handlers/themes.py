@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+import sqlalchemy as sa
 from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col, func, select
 
 from handlers import grouping, matching, numbered
@@ -104,7 +106,7 @@ _LATEST = (
 
 def assign(
     session: Session, ctx: Context, text: str, *, hint: str = "", confidential: bool = False, now: datetime
-) -> Theme:
+) -> Assigned:
     """The theme for what a customer said: the taxonomy's cue words first, then the theme whose
     objections it resembles most (enough), else a new theme named after its words, or neutrally
     when the text is confidential. The theme's profile takes the text in, so that the next like
@@ -128,16 +130,49 @@ def assign(
     if chosen is None:
         chosen = _new_theme(session, None if confidential else text, now).id
     assert chosen is not None
-    theme = numbered.find(session, Theme, str(chosen), lock=True)
-    assert theme is not None
-    if theme.origin == UNNAMED and not confidential:
+    connection = session.connection()
+    # Locked until the unit of work ends, so that like objections arriving at once queue up here.
+    locked = connection.execute(_LOCKED, {"theme": chosen}).one()
+    assigned = Assigned(chosen, locked.name, locked.origin)
+    if locked.origin == UNNAMED and not confidential:
+        theme = session.get(Theme, chosen, populate_existing=True)
+        assert theme is not None
         _name_after(session, theme, text)
-    theme.profile = grouper.absorb(theme.profile, [text])
-    theme.size += 1
-    theme.last_heard_at = max(theme.last_heard_at or now, now)
-    session.add(theme)
-    session.flush()
-    return theme
+        session.flush()
+        assigned = Assigned(chosen, theme.name, theme.origin)
+    heard = {"theme": chosen, "profile": grouper.absorb(locked.profile, [text]), "heard": now}
+    connection.execute(_HEARD, heard)
+    # What the session may hold of the theme is now behind: read afresh if asked for again.
+    if (held := session.identity_map.get(identity_key(Theme, chosen))) is not None:
+        session.expire(held)
+    return assigned
+
+
+class Assigned(NamedTuple):
+    """The theme an objection was given."""
+
+    id: int
+    name: str
+    origin: str
+
+
+_LOCKED = (
+    sa.select(col(Theme.name), col(Theme.origin), col(Theme.profile))
+    .where(col(Theme.id) == bindparam("theme"))
+    .with_for_update()
+)
+_HEARD = (
+    update(Theme)
+    .where(col(Theme.id) == bindparam("theme"))
+    .values(
+        profile=bindparam("profile", type_=sa.JSON),
+        size=col(Theme.size) + 1,
+        last_heard_at=sa.case(
+            (col(Theme.last_heard_at) > bindparam("heard"), col(Theme.last_heard_at)),
+            else_=bindparam("heard"),
+        ),
+    )
+)
 
 
 def _profiles(session: Session, themes: list[Candidate]) -> dict[int | None, dict[str, Any]]:
