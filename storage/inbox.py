@@ -63,32 +63,40 @@ def receive(
     received before (the platform's retry)."""
     # ON CONFLICT, not a savepoint caught on its IntegrityError: one statement where that took
     # three, on the path a platform waits on.
-    stored = session.execute(
-        RECEIVE,
-        {
-            "platform": platform,
-            "key": key[:200],
-            "kind": kind,
-            "fields": json.dumps(fields, ensure_ascii=False),
-            "received_at": now,
-            "done": False,
-            "attempts": 0 if claimant is None else 1,
-            "claimed_by": claimant,
-            "claimed_until": None if claimant is None else now + LEASE,
-        },
-    ).first()
+    stored = (
+        session.connection()
+        .execute(
+            RECEIVE,
+            {
+                "platform": platform,
+                "key": key[:200],
+                "kind": kind,
+                "fields": json.dumps(fields, ensure_ascii=False),
+                "received_at": now,
+                "done": False,
+                "attempts": 0 if claimant is None else 1,
+                "claimed_by": claimant,
+                "claimed_until": None if claimant is None else now + LEASE,
+            },
+        )
+        .first()
+    )
     return None if stored is None else int(stored[0])
 
 
 def finish(session: Session, item_id: int) -> bool:
     """Mark it done, in the transaction that does its work; False if it was done already (then
     that transaction must do nothing: another attempt did it). What it held is erased."""
-    result = session.execute(
-        update(InboxItem)
-        .where(col(InboxItem.id) == item_id, col(InboxItem.done).is_(False))
-        .values(done=True, fields=None, claimed_by=None, claimed_until=None)
-    )
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    # On the connection, built once: through the session, an UPDATE is the ORM's bulk update,
+    # which first looks for the rows it changes among the objects the session holds.
+    return int(session.connection().execute(FINISH, {"item": item_id}).rowcount) == 1
+
+
+FINISH = (
+    update(InboxItem)
+    .where(col(InboxItem.id) == bindparam("item"), col(InboxItem.done).is_(False))
+    .values(done=True, fields=None, claimed_by=None, claimed_until=None)
+)
 
 
 def done(session: Session, item_id: int) -> bool:
