@@ -124,12 +124,19 @@ def _shape(text: str) -> tuple[frozenset[str], frozenset[str]]:
 def best_match(text: str, candidates: Sequence[Candidate]) -> Candidate | None:
     """The earlier objection most like `text`, if any is alike enough to count as the same:
     the highest score, then the earliest."""
-    mine = _shape(text)[0]
+    wa, ta = _shape(text)
     best: tuple[float, int] | None = None
     found: Candidate | None = None
     for candidate in candidates:
+        wb, tb = _shape(candidate.text)
         # Most of a theme's objections share no word with a new one: not scored (a cheap test).
-        if WORDLESS_NEVER_MATCH and mine.isdisjoint(_shape(candidate.text)[0]):
+        if WORDLESS_NEVER_MATCH and wa.isdisjoint(wb):
+            continue
+        # The most the trigrams could add: a candidate that cannot reach the threshold, or beat
+        # the best so far, is not scored (a new objection meets hundreds of them).
+        trigrams = 2 * min(len(ta), len(tb)) / (len(ta) + len(tb)) if ta and tb else 0.0
+        reach = WORDS_WEIGHT * len(wa & wb) / len(wa | wb) + (1 - WORDS_WEIGHT) * trigrams
+        if reach < SAME_THRESHOLD or (best is not None and reach < best[0]):
             continue
         score = similarity(text, candidate.text)
         if score >= SAME_THRESHOLD and (best is None or (score, -candidate.id) > best):
