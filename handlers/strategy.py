@@ -9,8 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, text, update
 from sqlmodel import Session, col, select
 
 from handlers import directory, forms, messages, numbered
@@ -296,22 +295,28 @@ def acknowledge(session: Session, ctx: Context, actor: Actor, decision_id: str) 
     decision = _find(session, decision_id)
     _require_active(session, decision)
     assert decision.id is not None
-    existing = _acknowledgement(session, decision.id, actor.person_id)
-    if existing is None:
-        now = ctx.now()
-        try:
-            with session.begin_nested():
-                session.add(Acknowledgement(decision_id=decision.id, person_id=actor.person_id, at=now))
-        except IntegrityError:
-            existing = _acknowledgement(session, decision.id, actor.person_id)
-    if existing is not None:
-        return Reply(text=f"You already acknowledged “{decision.title}” on {existing.at.date().isoformat()}.")
+    # One statement: stored, or the person had acknowledged already (then it does nothing). On
+    # PostgreSQL a press of the same person not yet committed is waited for, then counts as theirs.
+    pressed = {"decision_id": decision.id, "person_id": actor.person_id, "at": ctx.now()}
+    if session.connection().execute(ACKNOWLEDGE, pressed).first() is None:
+        existing = _acknowledgement(session, decision.id, actor.person_id)
+        when = f" on {existing.at.date().isoformat()}" if existing else ""
+        return Reply(text=f"You already acknowledged “{decision.title}”{when}.")
     _refresh(session, ctx, decision)
     acknowledged, members = acknowledgement_count(session, decision.id)
     return Reply(
         text=f"✅ Thanks, {actor.name}: you acknowledged “{decision.title}” (#{decision.id}). "
         f"{acknowledged} of {members} have so far."
     )
+
+
+_ACKNOWLEDGED = Acknowledgement.__table__  # type: ignore[attr-defined]
+# As text with the columns' types, as the inbox's insert: SQLAlchemy never caches a dialect's
+# INSERT … ON CONFLICT, and a crowd's presses each compiled it afresh.
+ACKNOWLEDGE = text(
+    f"INSERT INTO {_ACKNOWLEDGED.name} (decision_id, person_id, at) VALUES (:decision_id, :person_id, :at) "
+    "ON CONFLICT (decision_id, person_id) DO NOTHING RETURNING id"
+).bindparams(*(bindparam(c, type_=_ACKNOWLEDGED.c[c].type) for c in ("decision_id", "person_id", "at")))
 
 
 def _acknowledgement(session: Session, decision_id: int, person_id: int) -> Acknowledgement | None:
