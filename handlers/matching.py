@@ -133,9 +133,11 @@ def best_match(text: str, candidates: Sequence[Candidate]) -> Candidate | None:
         if WORDLESS_NEVER_MATCH and wa.isdisjoint(wb):
             continue
         # The most the trigrams could add: a candidate that cannot reach the threshold, or beat
-        # the best so far, is not scored (a new objection meets hundreds of them).
+        # the best so far, is not scored (a new objection meets hundreds of them). Written as
+        # `similarity` computes, so that the bound is never below the score, to the last bit.
+        jaccard = len(wa & wb) / len(wa | wb)
         trigrams = 2 * min(len(ta), len(tb)) / (len(ta) + len(tb)) if ta and tb else 0.0
-        reach = WORDS_WEIGHT * len(wa & wb) / len(wa | wb) + (1 - WORDS_WEIGHT) * trigrams
+        reach = WORDS_WEIGHT * jaccard + (1 - WORDS_WEIGHT) * trigrams
         if reach < SAME_THRESHOLD or (best is not None and reach < best[0]):
             continue
         score = similarity(text, candidate.text)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
-from handlers import inbound, objections
+from handlers import inbound, matching, objections
 from handlers.context import Actor, Context
 from handlers.ui import Form, Reply
 from storage.models import AuditEntry, Objection
@@ -271,3 +272,47 @@ def test_subcommand_words_inside_an_objection_are_still_an_objection(
         "list prices are too high",
         "mine is bigger, said the Acme rep",
     ]
+
+
+def test_the_best_match_is_the_candidate_scoring_highest_of_all() -> None:
+    """best_match passes over candidates that could not win; what it finds is what scoring every
+    one of them finds: the highest score at or above the threshold, then the earliest."""
+    rng = random.Random(5)
+    vocabulary = [
+        "price",
+        "budget",
+        "expensive",
+        "acme",
+        "globex",
+        "quote",
+        "cheaper",
+        "seats",
+        "contract",
+        "renewal",
+        "pricing",
+        "security",
+        "soc2",
+        "audit",
+        "sap",
+        "connector",
+        "sync",
+        "api",
+        "integration",
+        "freeze",
+        "quarter",
+        "reorg",
+    ]
+
+    def said() -> str:
+        return " ".join(rng.sample(vocabulary, rng.randint(1, 6)))
+
+    found = 0
+    for _ in range(300):
+        candidates = [matching.Candidate(n, n, said()) for n in range(1, 40)]
+        text = said()
+        scored = [(matching.similarity(text, c.text), -c.id, c) for c in candidates]
+        alike = [s for s in scored if s[0] >= matching.SAME_THRESHOLD]
+        best = max(alike, key=lambda s: (s[0], s[1]))[2] if alike else None
+        assert matching.best_match(text, candidates) == best, text
+        found += best is not None
+    assert 50 < found < 300  # both kinds of answer were checked
