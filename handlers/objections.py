@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, func
+from sqlalchemy import and_, bindparam, func, insert, update
 from sqlmodel import Session, col, select
 
 from handlers import directory, forms, matching, numbered, themes
@@ -193,11 +193,18 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
     # Its group is found before it is written, so that joining a group is one insert.
     match = group_for(session, objection, now)
     objection.group_id = match
-    session.add(objection)
-    session.flush()
+    if editing:
+        session.add(editing)
+        session.flush()
+    else:
+        # A new one is written by a statement built once, not flushed from the session: the
+        # object stays the session's stranger, what the receipt is drawn from.
+        written = {column: getattr(objection, column) for column in _WRITTEN}
+        objection.id = session.connection().execute(_WRITE, written).scalar_one()
     assert objection.id is not None
     if match is None:
         objection.group_id = objection.id  # the first of a group of its own
+        session.connection().execute(_FOUNDS, {"objection": objection.id})
     if editing:
         # What it says, or whether it is confidential, changed: so may the names it gave.
         for theme_id in sorted({objection.theme_id, before or objection.theme_id}):
@@ -218,6 +225,27 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
         theme = themes.Assigned(objection.theme_id, current.name, current.origin) if current else None
     text = _recorded(objection, theme, heard, edited=bool(editing))
     return Reply(text=text, card=_receipt(objection))
+
+
+_WRITTEN = (
+    "text",
+    "theme_id",
+    "group_id",
+    "competitor",
+    "segment",
+    "product",
+    "deal_stage",
+    "deal_size",
+    "deal_link",
+    "severity",
+    "confidential",
+    "reporter_id",
+    "created_at",
+)
+_WRITE = insert(Objection).returning(col(Objection.id))
+_FOUNDS = (
+    update(Objection).where(col(Objection.id) == bindparam("objection")).values(group_id=col(Objection.id))
+)
 
 
 def group_for(session: Session, objection: Objection, now: datetime) -> int | None:
