@@ -85,6 +85,11 @@ class DeliveryWorker:
     _claim_pause: float = field(default=0.0, init=False)
     _stopping: bool = field(default=False, init=False)
     _on_the_way: set[int] = field(default_factory=set, init=False)  # being sent right now
+    # Conversations whose message waits for its retry, and until when: what a claim under way
+    # when it failed took of them goes back to wait behind it.
+    _retrying: dict[tuple[str, str], tuple[outbox.Claimed, Retry, datetime]] = field(
+        default_factory=dict, init=False
+    )
 
     @property
     def busy(self) -> int:
@@ -169,11 +174,26 @@ class DeliveryWorker:
             await asyncio.to_thread(self._renew, sorted(self._holding), now)
         claimed = await asyncio.to_thread(self._claim, now, limit, frozenset(self._holding))
         self._holding.update(row.id for row in claimed)
+        late: dict[tuple[str, str], list[outbox.Claimed]] = {}
         for row in claimed:
             key = (row.platform, row.address)
+            if (waiting := self._retrying.get(key)) is not None and now >= waiting[2]:
+                del self._retrying[key]
+                waiting = None
+            if waiting is not None and row.id == waiting[0].id:
+                del self._retrying[key]  # taken again: what follows it goes behind it in its lane
+            elif waiting is not None and row.id > waiting[0].id and row.kind != outbox.UPDATE:
+                # Claimed while the one before it failed (the claim counted that one as this
+                # worker's, on its way): sent now, it would overtake the retry.
+                late.setdefault(key, []).append(row)
+                continue
             self._queues.setdefault(key, deque()).append(row)
             if key not in self._lanes:
                 self._lanes[key] = asyncio.create_task(self._lane(key))
+        for key, rows in late.items():
+            self._holding.difference_update(row.id for row in rows)
+            failed, retry, _ = self._retrying[key]
+            await asyncio.to_thread(self._hold_back, failed, rows, retry)
         return len(claimed)
 
     async def _settled(self) -> None:
@@ -251,6 +271,8 @@ class DeliveryWorker:
                     waited = None
                 else:
                     waited = await self._settle(row, outcome, drawing.fresh)
+                if waited is not None:
+                    self._retrying[key] = (row, waited, self.clock() + timedelta(seconds=waited.seconds))
                 self._holding.discard(row.id)
                 self._on_the_way.discard(row.id)
                 if row.kind != outbox.UPDATE and row.subject and not row.subject.startswith(QUIET):

@@ -387,15 +387,17 @@ def _first_owed(
         listed = sorted(some)
         for start in range(0, len(listed), 500):
             waiting = session.execute(
-                select_columns(table.c.id, table.c.address).where(
+                select_columns(table.c.id, table.c.address, table.c.status).where(
                     table.c.platform == platform,
                     table.c.address.in_(listed[start : start + 500]),
                     or_(table.c.status == SENDING, and_(table.c.status == PENDING, table.c.due_at > now)),
                     table.c.kind != UPDATE,
                 )
             )
-            for id_, address in waiting:
-                if id_ not in mine:
+            for id_, address, status in waiting:
+                # One of the worker's own that is waiting for its retry (it failed since the
+                # worker said what it holds) is owed as much as anyone's.
+                if id_ not in mine or status == PENDING:
                     first[(platform, address)] = min(first.get((platform, address), id_), id_)
     return first
 

@@ -209,6 +209,20 @@ def test_a_conversation_one_worker_is_sending_to_is_left_to_it(ctx: Context) -> 
     assert claim(ctx, 10, mine=frozenset(ids[:1])) == [ids[1], ids[3]]  # the first, again
 
 
+def test_a_worker_s_own_message_that_failed_since_it_said_what_it_holds_still_holds_the_rest(
+    ctx: Context, clock: Clock
+) -> None:
+    """A claim made with what the worker held a moment ago: its message has since failed and
+    waits for its retry, and the next one of its conversation is not taken past it."""
+    first, second = queue(ctx, "#a", "#a")
+    with ctx.db.session() as session:
+        [claimed] = outbox.claim_due(session, platforms=["console"], now=clock.now, limit=1)
+        outbox.mark_retry(session, claimed, error="502 bad gateway", due_at=clock.now + timedelta(minutes=5))
+    assert claim(ctx, 10, mine=frozenset([first])) == []
+    clock.advance(minutes=6)
+    assert claim(ctx, 10) == [first, second]
+
+
 def test_a_claim_made_while_another_is_under_way_sees_what_that_one_took(ctx: Context) -> None:
     """Another worker claims while one's claim is not yet committed: it waits for that claim and
     leaves its conversation alone. Not waiting, it would read the first message as pending,
