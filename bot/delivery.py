@@ -174,12 +174,12 @@ class DeliveryWorker:
             await asyncio.to_thread(self._renew, sorted(self._holding), now)
         claimed = await asyncio.to_thread(self._claim, now, limit, frozenset(self._holding))
         self._holding.update(row.id for row in claimed)
+        # Past its retry's time the database's claim keeps the order again (and nothing stays).
+        self._retrying = {key: waiting for key, waiting in self._retrying.items() if now < waiting[2]}
         late: dict[tuple[str, str], list[outbox.Claimed]] = {}
         for row in claimed:
             key = (row.platform, row.address)
-            if (waiting := self._retrying.get(key)) is not None and now >= waiting[2]:
-                del self._retrying[key]
-                waiting = None
+            waiting = self._retrying.get(key)
             if waiting is not None and row.id == waiting[0].id:
                 del self._retrying[key]  # taken again: what follows it goes behind it in its lane
             elif waiting is not None and row.id > waiting[0].id and row.kind != outbox.UPDATE:
