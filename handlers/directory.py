@@ -420,15 +420,7 @@ def _known_actor(
         person = Who._make(found)
         if not _unchanged(person, platform, name=name, email=email, timezone=timezone):
             return None
-        names = {f"{p}:{e}" if p else e for p, e in connection.execute(_NAMES, {"person": person.id})}
-    return Actor(
-        platform=platform,
-        user_id=user_id,
-        name=person.name,
-        person_id=person.id,
-        roles=_roles(ctx.org, person.key, person.email, names),
-        timezone=person.timezone or timezone or ctx.org.organisation.timezone,
-    )
+        return _actor(ctx, session, person, platform, user_id, timezone)
 
 
 class Who(NamedTuple):
@@ -479,10 +471,10 @@ def _unchanged(
 
 
 def _actor(
-    ctx: Context, session: Session, person: Person, platform: str, user_id: str, timezone: str | None
+    ctx: Context, session: Session, person: Person | Who, platform: str, user_id: str, timezone: str | None
 ) -> Actor:
     assert person.id is not None
-    names = {f"{p}:{e}" if p else e for p, e in session.execute(_NAMES, {"person": person.id})}
+    names = {f"{p}:{e}" if p else e for p, e in session.connection().execute(_NAMES, {"person": person.id})}
     return Actor(
         platform=platform,
         user_id=user_id,

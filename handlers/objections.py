@@ -227,21 +227,8 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
     return Reply(text=text, card=_receipt(objection))
 
 
-_WRITTEN = (
-    "text",
-    "theme_id",
-    "group_id",
-    "competitor",
-    "segment",
-    "product",
-    "deal_stage",
-    "deal_size",
-    "deal_link",
-    "severity",
-    "confidential",
-    "reporter_id",
-    "created_at",
-)
+# What a new objection's insert writes: every column but its number and when it was edited.
+_WRITTEN = tuple(c.name for c in Objection.__table__.columns if c.name not in ("id", "updated_at"))  # type: ignore[attr-defined]
 _WRITE = insert(Objection).returning(col(Objection.id))
 _FOUNDS = (
     update(Objection).where(col(Objection.id) == bindparam("objection")).values(group_id=col(Objection.id))
