@@ -328,7 +328,8 @@ _HEARD = select(func.count(func.distinct(Objection.reporter_id))).where(
 # On PostgreSQL the window's start is written into the statement, not bound, so that it plans it
 # knowing the window, prepared or not (psycopg prepares a statement run five times): bound, the
 # generic plan it settled on walked the whole month by the created_at index until autovacuum came
-# by (40 ms against 3 at 100,000). Elsewhere it is bound: written in, it is rendered again for every count.
+# by (40 ms against 3 at 100,000). Elsewhere it is bound: written in, it is rendered again for
+# every count.
 _HEARD_PLANNED = select(func.count(func.distinct(Objection.reporter_id))).where(
     col(Objection.group_id) == bindparam("group"),
     col(Objection.created_at) >= bindparam("since", literal_execute=True),

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, text, update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from handlers import directory, forms, messages, numbered
@@ -17,6 +17,7 @@ from handlers.context import Actor, Context, Refusal
 from handlers.text import clip, count
 from handlers.ui import Button, Card, Fact, Form, FormField, Option, Reply, Section
 from storage import audit, outbox
+from storage.database import insert_new
 from storage.models import (
     Acknowledgement,
     Audience,
@@ -310,13 +311,7 @@ def acknowledge(session: Session, ctx: Context, actor: Actor, decision_id: str) 
     )
 
 
-_ACKNOWLEDGED = Acknowledgement.__table__  # type: ignore[attr-defined]
-# As text with the columns' types, as the inbox's insert: SQLAlchemy never caches a dialect's
-# INSERT … ON CONFLICT, and a crowd's presses each compiled it afresh.
-ACKNOWLEDGE = text(
-    f"INSERT INTO {_ACKNOWLEDGED.name} (decision_id, person_id, at) VALUES (:decision_id, :person_id, :at) "
-    "ON CONFLICT (decision_id, person_id) DO NOTHING RETURNING id"
-).bindparams(*(bindparam(c, type_=_ACKNOWLEDGED.c[c].type) for c in ("decision_id", "person_id", "at")))
+ACKNOWLEDGE = insert_new(Acknowledgement, ("decision_id", "person_id", "at"), ("decision_id", "person_id"))
 
 
 def _acknowledgement(session: Session, decision_id: int, person_id: int) -> Acknowledgement | None:

@@ -141,7 +141,7 @@ def assign(
         session.flush()
         assigned = Assigned(chosen, theme.name, theme.origin)
     heard = {"theme": chosen, "profile": grouper.absorb(locked.profile, [text]), "heard": now}
-    connection.execute(_HEARD, heard)
+    connection.execute(_TAKES_IN, heard)
     # What the session may hold of the theme is now behind: read afresh if asked for again.
     if (held := session.identity_map.get(identity_key(Theme, chosen))) is not None:
         session.expire(held)
@@ -161,7 +161,7 @@ _LOCKED = (
     .where(col(Theme.id) == bindparam("theme"))
     .with_for_update()
 )
-_HEARD = (
+_TAKES_IN = (
     update(Theme)
     .where(col(Theme.id) == bindparam("theme"))
     .values(

@@ -10,8 +10,8 @@ from sqlmodel import Session
 
 from storage.models import AuditEntry
 
-# Built once and run on the unit of work's connection: nearly every change records a line, and
-# an object for the session to flush cost more than the insert.
+# Built once and run on the unit of work's connection, not an object for the session to flush:
+# nearly every change records a line, on the hot paths too.
 _RECORD = insert(AuditEntry)
 
 

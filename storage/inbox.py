@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, text, update
+from sqlalchemy import bindparam, delete, func, or_, update
 from sqlmodel import Session, col, select
 
+from storage.database import insert_new
 from storage.models import InboxItem
 
 LEASE = timedelta(seconds=15)
@@ -33,13 +34,7 @@ _STORED = (
     "claimed_by",
     "claimed_until",
 )
-_TABLE = InboxItem.__table__  # type: ignore[attr-defined]
-# As text, with the columns' types: SQLAlchemy never caches a dialect's INSERT … ON CONFLICT, and
-# compiling it afresh for every request was a quarter of `serve`'s CPU under a burst (py-spy).
-RECEIVE = text(
-    f"INSERT INTO {_TABLE.name} ({', '.join(_STORED)}) VALUES ({', '.join(':' + c for c in _STORED)}) "
-    "ON CONFLICT (platform, key) DO NOTHING RETURNING id"
-).bindparams(*(bindparam(name, type_=_TABLE.c[name].type) for name in _STORED))
+RECEIVE = insert_new(InboxItem, _STORED, ("platform", "key"))
 
 
 @dataclass(frozen=True)
