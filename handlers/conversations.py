@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import case
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -95,19 +96,34 @@ def find(ctx: Context, platform: str, address: str) -> Place | None:
 
 def personal(ctx: Context, platform: str, external_id: str) -> Place | None:
     """The 1:1 chat with the person known by this platform id, if the bot has one."""
-    with ctx.db.session() as session:
-        row = session.exec(
-            select(Conversation)
-            .join(Identity, col(Identity.person_id) == col(Conversation.person_id))
-            .where(
-                Conversation.platform == platform,
-                Conversation.kind == PERSONAL,
-                Identity.platform == platform,
-                Identity.external_id == external_id,
-            )
-            .order_by(col(Conversation.updated_at).desc())
-        ).first()
-        return _place(row) if row else None
+    # Columns, in a statement built once: every direct message on Teams starts here.
+    with ctx.db.read() as session:
+        found = session.connection().execute(_PERSONAL, {"platform": platform, "user": external_id}).first()
+        if found is None:
+            return None
+        platform_, address, kind, name, team, reference = found
+        return Place(platform_, address, kind, name, team, dict(reference))
+
+
+_PERSONAL = (
+    sa.select(
+        col(Conversation.platform),
+        col(Conversation.address),
+        col(Conversation.kind),
+        col(Conversation.name),
+        col(Conversation.team),
+        col(Conversation.reference),
+    )
+    .join(Identity, col(Identity.person_id) == col(Conversation.person_id))
+    .where(
+        col(Conversation.platform) == sa.bindparam("platform"),
+        col(Conversation.kind) == PERSONAL,
+        col(Identity.platform) == sa.bindparam("platform"),
+        col(Identity.external_id) == sa.bindparam("user"),
+    )
+    .order_by(col(Conversation.updated_at).desc())
+    .limit(1)
+)
 
 
 def remember_members(ctx: Context, platform: str, address: str, members: list[tuple[str, str, str]]) -> int:

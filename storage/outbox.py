@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, literal, or_, update
+from sqlalchemy import and_, bindparam, func, insert, literal, or_, update
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
@@ -411,21 +411,45 @@ def mark_sent(
     card: dict[str, Any] | None = None,
 ) -> None:
     """`claimed` went out; `card` is what it showed when drawn at sending, if not as queued."""
-    row = session.get(Outbox, claimed.id)
-    assert row is not None
-    row.status, row.sent_at, row.error, row.claimed_at = SENT, now, None, None
-    row.attempts += 1
+    # On the connection, in statements built once: every message sent ends here, and through the
+    # ORM (a get, a flush) this was a quarter of the delivery worker's time.
+    connection = session.connection()
+    # Only the names the statement binds: a column's name among the parameters of an UPDATE
+    # would set that column too.
+    values: dict[str, Any] = {"row": claimed.id, "now": now}
     if card is not None:
-        row.card = card
-    if claimed.kind == UPDATE and row.updates_id is not None:
-        original = session.get(Outbox, row.updates_id)
-        if original is not None:
-            # The original post now shows this card; keep it as the post's current content.
-            original.card = row.card
-            session.add(original)
+        values["card"] = card
+    if claimed.kind == UPDATE and claimed.updates_id is not None:
+        connection.execute(_UPDATE_SENT if card is None else _UPDATE_SENT_DRAWN, values)
+        # The original post now shows this card; keep it as the post's current content.
+        connection.execute(_POST_SHOWS, {"row": claimed.id, "post": claimed.updates_id})
     else:
-        row.message_ref = message_ref
-    session.add(row)
+        connection.execute(_SENT if card is None else _SENT_DRAWN, {**values, "ref": message_ref})
+
+
+def _sent(*, ref: bool, drawn: bool) -> Any:
+    values: dict[str, Any] = {
+        "status": SENT,
+        "sent_at": bindparam("now"),
+        "error": None,
+        "claimed_at": None,
+        "attempts": col(Outbox.attempts) + 1,
+    }
+    if ref:
+        values["message_ref"] = bindparam("ref")
+    if drawn:
+        values["card"] = bindparam("card", type_=Outbox.__table__.c.card.type)  # type: ignore[attr-defined]
+    return update(Outbox).where(col(Outbox.id) == bindparam("row")).values(**values)
+
+
+_SENT, _SENT_DRAWN = _sent(ref=True, drawn=False), _sent(ref=True, drawn=True)
+_UPDATE_SENT, _UPDATE_SENT_DRAWN = _sent(ref=False, drawn=False), _sent(ref=False, drawn=True)
+_SHOWN = Outbox.__table__.alias("shown")  # type: ignore[attr-defined]
+_POST_SHOWS = (
+    update(Outbox)
+    .where(col(Outbox.id) == bindparam("post"))
+    .values(card=select_columns(_SHOWN.c.card).where(_SHOWN.c.id == bindparam("row")).scalar_subquery())
+)
 
 
 def mark_retry(session: Session, claimed: Claimed, *, error: str, due_at: datetime) -> None:
