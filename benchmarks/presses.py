@@ -120,7 +120,7 @@ async def measure(url: str, channels: int, presses: int, known: bool = False, ap
                         fake.users[user] = {"name": name, "tz": "Europe/Berlin"}
                         directory.identify(ctx, "slack", user, name=name, timezone="Europe/Berlin")
                 decision = announce(ctx)
-                began = time.monotonic()
+                began, began_at = time.monotonic(), time.perf_counter()
                 while len(refs := posted(db, decision)) < channels:
                     await asyncio.sleep(0.2)
                 print(f"  {channels} posts out in {time.monotonic() - began:.1f} s")
@@ -185,6 +185,16 @@ async def measure(url: str, channels: int, presses: int, known: bool = False, ap
                     f"through {', '.join(f'{n} per {w:g} s' for n, w in limits.per_app)} for the app: "
                     f"every card right {max(floor, 1.0):.1f} s after the last press at the earliest"
                 )
+                # Where the time went: each call of the app (posts and updates) in the order Slack
+                # took them, counted from the first post.
+                calls = [c.at for c in fake.calls if c.method in ("chat.postMessage", "chat.update")]
+                if calls:
+                    marks = [n for n in (1, channels, 300, 301, len(calls)) if n <= len(calls)]
+                    print(
+                        "  calls to chat.postMessage and chat.update, from the first: "
+                        + " · ".join(f"#{n} at {calls[n - 1] - calls[0]:.1f} s" for n in marks)
+                        + f" · the last press at {last - began - (calls[0] - began_at):.1f} s"
+                    )
             finally:
                 for running in (worker, server):
                     if running is not None:

@@ -528,7 +528,7 @@ def channels_of(session: Session, audience_ids: Sequence[int]) -> list[tuple[str
     return list(dict.fromkeys((platform, address) for platform, address in rows))
 
 
-def _member_ids(decision_id: int) -> Any:
+def _member_ids(decision_id: Any) -> Any:
     audience_ids = select(DecisionAudience.audience_id).where(DecisionAudience.decision_id == decision_id)
     return union(
         select(AudienceMember.person_id).where(col(AudienceMember.audience_id).in_(audience_ids)),
@@ -538,7 +538,12 @@ def _member_ids(decision_id: int) -> Any:
 
 def member_count(session: Session, decision_id: int) -> int:
     """How many people `members_of` would return, counted by the database."""
-    return int(session.exec(select(func.count()).select_from(_member_ids(decision_id).subquery())).one())
+    session.flush()  # the statement runs on the connection, without the session's autoflush
+    return int(session.connection().execute(MEMBER_COUNT, {"decision": decision_id}).scalar_one())
+
+
+# Built once, bound to the decision: every press's reply and every card of a decision counts them.
+MEMBER_COUNT = select(func.count()).select_from(_member_ids(bindparam("decision")).subquery())
 
 
 def members_of(session: Session, decision_id: int) -> set[int]:

@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from handlers import directory, forms, messages, numbered
@@ -279,10 +280,19 @@ def superseded_card(old: Decision, new: Decision) -> Card:
 
 def acknowledgement_count(session: Session, decision_id: int) -> tuple[int, int]:
     """(people who acknowledged, people the decision reached as known)."""
-    acknowledged = session.exec(
-        select(func.count()).select_from(Acknowledgement).where(Acknowledgement.decision_id == decision_id)
-    ).one()
-    return acknowledged, directory.member_count(session, decision_id)
+    session.flush()  # the statement runs on the connection, without the session's autoflush
+    acknowledged, members = session.connection().execute(COUNTS, {"decision": decision_id}).one()
+    return int(acknowledged), int(members)
+
+
+# One statement built once: every press's reply and every card drawn of a decision counts both.
+COUNTS = select_columns(
+    select_columns(func.count())
+    .select_from(Acknowledgement)
+    .where(col(Acknowledgement.decision_id) == bindparam("decision"))
+    .scalar_subquery(),
+    directory.MEMBER_COUNT.scalar_subquery(),
+)
 
 
 # --- acknowledging ---------------------------------------------------------------------

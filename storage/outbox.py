@@ -67,23 +67,11 @@ def mark_changed(
     no later one would follow. So the change is `changing` the subject, and the claim passes
     over updates of a subject while it is."""
     changing(session, subject)
-    waiting = select(Outbox.updates_id).where(
-        col(Outbox.kind) == UPDATE,
-        col(Outbox.status) == PENDING,
-        col(Outbox.subject) == subject,
-        col(Outbox.updates_id).is_not(None),
-    )
-    table = Outbox.__table__  # type: ignore[attr-defined]
-    out = select_columns(table.c.id).where(
-        col(Outbox.subject) == subject,
-        col(Outbox.kind) == POST,
-        col(Outbox.status).in_([SENDING, SENT]),
-        col(Outbox.id).not_in(waiting),
-    )
     session.flush()
-    if session.execute(out.limit(1)).first() is None:
-        return
-    out = out.with_only_columns(
+    if session.connection().execute(_ANY_WITHOUT_UPDATE, {"subject": subject}).first() is None:
+        return  # the common case in a crowd, in a statement built once
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    out = _without_update(subject).with_only_columns(
         literal(UPDATE),
         table.c.platform,
         table.c.address,
@@ -112,6 +100,25 @@ def mark_changed(
             out,
         )
     )
+
+
+def _without_update(subject: Any) -> Any:
+    """The ids of `subject`'s channel posts that are out and have no update pending."""
+    waiting = select(Outbox.updates_id).where(
+        col(Outbox.kind) == UPDATE,
+        col(Outbox.status) == PENDING,
+        col(Outbox.subject) == subject,
+        col(Outbox.updates_id).is_not(None),
+    )
+    return select_columns(col(Outbox.id)).where(
+        col(Outbox.subject) == subject,
+        col(Outbox.kind) == POST,
+        col(Outbox.status).in_([SENDING, SENT]),
+        col(Outbox.id).not_in(waiting),
+    )
+
+
+_ANY_WITHOUT_UPDATE = _without_update(bindparam("subject")).limit(1)
 
 
 def refresh_posts(
