@@ -56,6 +56,9 @@ def test_each_row_is_sent_once_and_its_message_reference_kept(ctx: Context) -> N
     assert [r.status for r in sent] == ["sent"] * 3
     assert [r.message_ref for r in sent] == [s.ref for s in platform.transcript]
     assert sent[0].id == ids[0] and sent[0].sent_at == ctx.now()
+    # What each shows is kept, for the updates that change it later.
+    assert [r.card["title"] for r in sent] == ["to #a", "to #b", "to rep1"]
+    assert [r.attempts for r in sent] == [1, 1, 1]
 
 
 def test_an_update_waits_for_its_post_and_then_changes_that_message(ctx: Context, clock: Clock) -> None:
