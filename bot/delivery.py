@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY = 1.0  # seconds between two refreshes of one broadcast's progress message
 STOP_WAIT = 5.0  # seconds a stopping worker waits for its lanes to finish what they are sending
 SETTLE_PAUSE_MAX = 10.0  # seconds, at most, between two tries to record a delivery while the database is away
+# While the app's window has less room than the updates waiting, an update of a live card
+# waits until the card stays the same this long (a crowd pressing has paused or ended), but no
+# longer than UPDATE_HOLD_MAX: an update sent mid-burst would spend room that the update with
+# the last count then waits a whole window for.
+STILL = 1.0
+UPDATE_HOLD_MAX = 20.0
 QUIET = ("progress:", "failure:")  # messages about messages have no progress of their own
 
 
@@ -90,6 +96,9 @@ class DeliveryWorker:
     _retrying: dict[tuple[str, str], tuple[outbox.Claimed, Retry, datetime]] = field(
         default_factory=dict, init=False
     )
+    # Live subjects being watched until their card holds still, and when each was last seen still.
+    _watching: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
+    _still_at: dict[str, float] = field(default_factory=dict, init=False)
 
     @property
     def busy(self) -> int:
@@ -245,6 +254,10 @@ class DeliveryWorker:
                     continue
                 if self.pacer is not None:
                     await self.pacer.ready(row.platform, row.address)
+                    if self._short_for_updates(row):
+                        await self._until_still(row.subject)
+                        if self.stopping():
+                            break
                 async with self._slots:
                     if self.pacer is not None:
                         await self.pacer.wait_turn(row.platform, row.address)
@@ -295,6 +308,51 @@ class DeliveryWorker:
                 self._holding.difference_update(r.id for r in self._queues.get(key, ()))
             self._queues.pop(key, None)
             self._lanes.pop(key, None)
+
+    def _short_for_updates(self, row: outbox.Claimed) -> bool:
+        """An update of a live card, while the app has less room than the updates waiting."""
+        if self.pacer is None or row.kind != outbox.UPDATE or not live.is_live(row.subject):
+            return False
+        waiting = sum(
+            1
+            for (platform, _), queue in self._queues.items()
+            if platform == row.platform
+            for queued in queue
+            if queued.kind == outbox.UPDATE
+        )
+        return self.pacer.short(row.platform, waiting)
+
+    async def _until_still(self, subject: str) -> None:
+        """Until `subject`'s card has held still for STILL seconds (one watch for all its posts),
+        or UPDATE_HOLD_MAX has passed."""
+        if time.monotonic() - self._still_at.get(subject, -STILL) < STILL:
+            return
+        watch = self._watching.get(subject)
+        if watch is None:
+            watch = self._watching[subject] = asyncio.create_task(self._watch(subject))
+            watch.add_done_callback(lambda _: self._watching.pop(subject, None))
+        await asyncio.shield(watch)
+
+    async def _watch(self, subject: str) -> None:
+        deadline = time.monotonic() + UPDATE_HOLD_MAX
+        try:
+            before = await asyncio.to_thread(self._drawn, subject)
+            while time.monotonic() < deadline and not self._stopping:
+                await asyncio.sleep(STILL)
+                now = await asyncio.to_thread(self._drawn, subject)
+                if now == before:
+                    break
+                before = now
+        except Exception as error:  # unreachable, or a card that fails to draw: hold no longer
+            log.info("could not watch %s: %s", subject, type(error).__name__)
+        self._still_at[subject] = time.monotonic()
+        if len(self._still_at) > 10_000:
+            self._still_at.clear()
+
+    def _drawn(self, subject: str) -> dict[str, Any] | None:
+        with self.db.read() as session:
+            card = live.current_card(session, subject)
+            return None if card is None else card.to_dict()
 
     @staticmethod
     def _carried(row: outbox.Claimed, queue: deque[outbox.Claimed]) -> bool:

@@ -59,6 +59,15 @@ class Limiter:
         """The request begun is not sent after all: it frees its place without counting."""
         self.in_flight = max(self.in_flight - 1, 0)
 
+    def room(self, now: float) -> int:
+        """How many more its fullest window takes now."""
+        left = []
+        for count, seconds, stamps in self.windows:
+            while stamps and stamps[0] <= now - seconds:
+                stamps.popleft()
+            left.append(count - len(stamps) - self.in_flight)
+        return max(min(left, default=0), 0)
+
     def idle(self) -> bool:
         return not self.in_flight and all(not stamps for _, _, stamps in self.windows)
 
@@ -128,6 +137,11 @@ class Pacer:
         limiters = self.limiters(platform, address)
         while limiters and (wait := limiters[0].delay(time.monotonic())) > 0:
             await asyncio.sleep(wait)
+
+    def short(self, platform: str, wanted: int) -> bool:
+        """Whether the app's windows have less room than `wanted` requests."""
+        app = self.apps.get(platform)
+        return app is not None and app.room(time.monotonic()) < wanted
 
     def _forget_idle(self) -> None:
         now = time.monotonic()

@@ -244,3 +244,46 @@ def test_an_update_is_not_claimed_while_a_change_that_counts_on_it_is_uncommitte
     after = claimed()
     assert len(after) == len(CHANNELS)
     db.dispose()
+
+
+def test_while_the_app_s_window_is_short_the_posts_wait_for_the_crowd_and_show_the_last_count(
+    crowd: Context,
+) -> None:
+    """The app may send two more messages in its window once the posts are out, and twenty posts
+    will need an update: none is spent on a count the crowd is still changing. Each post gets one
+    update, with the last count, once the presses have paused."""
+    crowd.clock = _WallClock()
+    decision = announced(crowd)
+    platform = RecordingPlatform()
+    presses = 12
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        pacer = Pacer({"console": ([(50, 1.0)], [(len(CHANNELS) + 2, 4.0)])})
+        worker = DeliveryWorker(crowd.db, {"console": platform}, clock=crowd.clock, pacer=pacer)
+        running = asyncio.create_task(worker.run_forever(stop, interval=0.05))
+        deadline = time.monotonic() + 10
+        while len(platform.transcript) < len(CHANNELS) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for n in range(presses):  # a press every 0.1 s: the card never holds still for a second
+            rep = directory.console_actor(crowd, f"rep{n}")
+            await asyncio.to_thread(inbound.action, crowd, rep, strategy.ACK, str(decision.id))
+            await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            owed = rows(crowd.db, Outbox, status=outbox.PENDING) + rows(
+                crowd.db, Outbox, status=outbox.SENDING
+            )
+            if not owed:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await running
+
+    asyncio.run(main())
+    updates = [s for s in platform.transcript if s.op == "update" and s.address.startswith("#")]
+    shown = [json.dumps(u.card.to_dict()) for u in updates]
+    assert all(f"acknowledged by {presses} of" in card for card in shown), [
+        card for card in shown if f"by {presses} of" not in card
+    ]
+    assert sorted(u.address for u in updates) == sorted(c.removeprefix("console:") for c in CHANNELS)
