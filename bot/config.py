@@ -23,6 +23,13 @@ MAX_CONFIG_BYTES = 2_000_000
 MAX_CONFIG_VALUES = 1_000_000  # values in app.yaml, aliases expanded
 
 
+TEAMS_APP_TYPES = {
+    "SingleTenant": "single-tenant",
+    "MultiTenant": "multi-tenant (registered before 2025-07-31)",
+    "UserAssignedMSI": "user-assigned managed identity",
+}
+
+
 class ConfigError(Exception):
     """Touchline cannot start with this configuration; the message lists every problem found."""
 
@@ -41,6 +48,11 @@ class Environment(BaseSettings):
     microsoft_app_id: str | None = None
     microsoft_app_password: SecretStr | None = None
     microsoft_app_tenant_id: str | None = None
+    # How the bot proves who it is to the Bot Connector: an Entra app registration with a secret in
+    # one tenant (new bots; MICROSOFT_APP_TENANT_ID), one made multi-tenant before 2025-07-31, or a
+    # user-assigned managed identity (MICROSOFT_APP_ID its client id, no secret). Unset: single-
+    # tenant when a tenant is given, else multi-tenant, as the Bot Framework's samples read it.
+    microsoft_app_type: Literal["SingleTenant", "MultiTenant", "UserAssignedMSI"] | None = None
     # TEAMS_EMULATOR=1: /api/messages without authentication, for the Bot Framework Emulator on this
     # machine; never beside a platform's credentials.
     teams_emulator: bool = False
@@ -76,7 +88,15 @@ class Environment(BaseSettings):
         return self.slack_bot_token is not None and self.slack_signing_secret is not None
 
     @property
+    def teams_app_type(self) -> str:
+        if self.microsoft_app_type:
+            return self.microsoft_app_type
+        return "SingleTenant" if self.microsoft_app_tenant_id else "MultiTenant"
+
+    @property
     def teams_configured(self) -> bool:
+        if self.microsoft_app_type == "UserAssignedMSI":
+            return bool(self.microsoft_app_id)
         return bool(self.microsoft_app_id) and self.microsoft_app_password is not None
 
     @field_validator("teams_service_urls")
@@ -104,6 +124,15 @@ class Environment(BaseSettings):
                     f"beside a platform's credentials, and {', '.join(credentials)} "
                     f"{'is' if len(credentials) == 1 else 'are'} set: unset TEAMS_EMULATOR, or those"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _tenant_for_one_tenant(self) -> Environment:
+        if self.microsoft_app_type == "SingleTenant" and not self.microsoft_app_tenant_id:
+            raise ValueError(
+                "MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_TENANT_ID: the Directory (tenant) "
+                "ID on the app registration's Overview page"
+            )
         return self
 
 
@@ -297,7 +326,8 @@ def summary(settings: Settings) -> str:
         lines.append("  platforms: console (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET for Slack)")
     if env.teams_configured:
         lines.append(
-            f"  platforms: Teams (app {env.microsoft_app_id}, http://{env.host}:{env.port}/api/messages)"
+            f"  platforms: Teams (app {env.microsoft_app_id}, {TEAMS_APP_TYPES[env.teams_app_type]}, "
+            f"http://{env.host}:{env.port}/api/messages)"
         )
     elif env.teams_emulator:
         lines.append(

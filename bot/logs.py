@@ -86,11 +86,7 @@ def _malformed_http(record: logging.LogRecord) -> bool:
 CHAT_SDKS = (
     "slack_sdk",
     "slack_bolt",
-    "botbuilder",
-    "botframework",
-    "msrest",
     "msal",
-    "microsoft_agents",
     "urllib3",
     "requests",
 )

@@ -76,6 +76,7 @@ class Touchline:
                 app_id=env.microsoft_app_id if env.teams_configured else None,
                 password=password.get_secret_value() if password is not None else None,
                 tenant_id=env.microsoft_app_tenant_id,
+                app_type=env.teams_app_type,
                 emulator=not env.teams_configured,
                 service_urls=env.teams_service_urls,
                 openid_metadata_url=env.microsoft_openid_metadata_url,
@@ -131,6 +132,12 @@ class Touchline:
             app.router.add_post("/slack/events", self._timed("slack", self.slack.handle))
         if self.teams is not None:
             app.router.add_post("/api/messages", self._timed("teams", self.teams.handle))
+            teams = self.teams
+
+            async def close_teams(_: web.Application) -> None:
+                await teams.close()
+
+            app.on_cleanup.append(close_teams)
         # Innermost, under the web page's own: each route is handed a body already read, in time.
         app.middlewares.append(door.read_within(self.env.body_timeout))
         return app

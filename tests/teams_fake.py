@@ -58,14 +58,21 @@ class Sent:
 class FakeConnector:
     """Answers like the Bot Connector. `errors` queues HTTP statuses for the next sends to a
     conversation (or "*" for any); `redirects` answers a conversation's sends with a 307 to
-    another URL (what Touchline must not follow); `rosters` lists each team's members; `heard`
-    is every request that reached it, whatever its route."""
+    another URL (what Touchline must not follow); `rosters` lists each team's members (the teams
+    the bot is installed in) and `channels` each team's channels besides General; `heard` is
+    every request that reached it, whatever its route.
+
+    As Teams does, a new 1:1 conversation needs the tenant (400 "Could not parse tenant id"
+    without it) and someone the bot may write to: a member of a team it is installed in, or who
+    has the app in their personal scope (`personal`); anyone else is answered 403."""
 
     sent: list[Sent] = field(default_factory=list)
     errors: dict[str, list[int]] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)
     heard: list[str] = field(default_factory=list)
     rosters: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    channels: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    personal: set[str] = field(default_factory=set)  # member ids with the app installed for them
     invalid: list[str] = field(default_factory=list)
     base_url: str = ""
     # The bot tokens Microsoft's login host issued (KeyHost.issued): when set, as for a bot with an
@@ -95,6 +102,7 @@ class FakeConnector:
         app.router.add_post("/v3/conversations/{conversation}/activities/{reply_to}", self.post)
         app.router.add_put("/v3/conversations/{conversation}/activities/{activity}", self.put)
         app.router.add_get("/v3/conversations/{conversation}/pagedmembers", self.paged_members)
+        app.router.add_get("/v3/teams/{team}/conversations", self.team_channels)
         return app
 
     def to(self, conversation: str, method: str | None = None) -> list[Sent]:
@@ -155,18 +163,47 @@ class FakeConnector:
 
     async def create(self, request: web.Request) -> web.Response:
         parameters = await request.json()
+        tenant = parameters.get("tenantId") or (
+            (parameters.get("channelData") or {}).get("tenant") or {}
+        ).get("id")
+        if not tenant:
+            # What Teams answers a createConversation without the tenant.
+            body = {"error": {"code": "BadArgument", "message": "Could not parse tenant id"}}
+            return web.json_response(body, status=400)
         member = parameters["members"][0]["id"]
+        reachable = member in self.personal or any(
+            m.get("id") == member for roster in self.rosters.values() for m in roster
+        )
+        if not reachable:
+            message = "The bot is not part of the conversation roster."
+            return web.json_response(
+                {"error": {"code": "BotNotInConversationRoster", "message": message}}, status=403
+            )
         conversation = f"a:personal-{member.removeprefix('29:')}"
         self.sent.append(Sent("CREATE", conversation, parameters))
         return web.json_response({"id": conversation, "serviceUrl": self.base_url})
 
+    async def team_channels(self, request: web.Request) -> web.Response:
+        """`GET /v3/teams/{id}/conversations`: the team's channels, General (the team's own id,
+        without a name) first; 404 for a team the bot is not in."""
+        team = urllib.parse.unquote(request.match_info["team"])
+        if team not in self.rosters:
+            return web.json_response({"error": {"code": "NotFound", "message": "team not found"}}, status=404)
+        listed = [{"id": team, "name": None}, *self.channels.get(team, [])]
+        return web.json_response({"conversations": listed})
+
     async def paged_members(self, request: web.Request) -> web.Response:
         team = urllib.parse.unquote(request.match_info["conversation"])
+        if int(request.query.get("pageSize") or 0) > 500:  # Teams gives at most 500 a page
+            return web.json_response({"error": {"code": "BadArgument", "message": "pageSize"}}, status=400)
         everyone = self.rosters.get(team, [])
         start = int(request.query.get("continuationToken") or 0)
         answer = fixture("responses", "get_teams_paginated_conversation_members.json")
         answer["members"] = everyone[start : start + 2]  # small pages, so that paging is exercised
-        answer["continuationToken"] = str(start + 2) if start + 2 < len(everyone) else None
+        # "If there are no additional results the response will not contain a continuation token."
+        answer.pop("continuationToken", None)
+        if start + 2 < len(everyone):
+            answer["continuationToken"] = str(start + 2)
         return web.json_response(answer)
 
 
@@ -273,7 +310,9 @@ class KeyHost:
 
     It is Entra's login host as well (`MICROSOFT_LOGIN_URL=base_url`): the client-credentials grant
     for `app_id` and `password`, answered as Entra answers (400 for another app, 401 for a wrong
-    secret, 400 for another scope), each token it issues kept in `issued`."""
+    secret, 400 for another scope), each token it issues kept in `issued`; and App Service's
+    managed identity endpoint (`IDENTITY_ENDPOINT={base_url}msi/token`) for a user-assigned
+    identity whose client id is `app_id`."""
 
     base_url: str = ""
     key_id: str = "bf-test-key-1"
@@ -284,6 +323,7 @@ class KeyHost:
     lasts: int = 3599  # seconds, as Entra's expires_in
     issued: list[str] = field(default_factory=list)
     logins: list[dict[str, str]] = field(default_factory=list)  # every grant asked for, secret left out
+    identity_header: str = "the-header-app-service-gives"
 
     @property
     def metadata_url(self) -> str:
@@ -326,7 +366,30 @@ class KeyHost:
                 {"token_type": "Bearer", "expires_in": lasts, "ext_expires_in": lasts, "access_token": token}
             )
 
+        async def managed_identity(request: web.Request) -> web.Response:
+            """App Service's identity endpoint (IDENTITY_ENDPOINT), for a user-assigned identity
+            whose client id is `app_id`: it needs the X-IDENTITY-HEADER the host gave the app."""
+            self.logins.append({k: v for k, v in request.query.items()})
+            if request.headers.get("X-IDENTITY-HEADER") != self.identity_header:
+                return web.json_response({"statusCode": 401, "message": "bad identity header"}, status=401)
+            if request.query.get("client_id") != self.app_id:
+                return web.json_response({"statusCode": 400, "message": "no such identity"}, status=400)
+            if request.query.get("resource") != "https://api.botframework.com":
+                return web.json_response({"statusCode": 500, "message": "wrong resource"}, status=500)
+            token = f"identity-token-{len(self.issued) + 1}"
+            self.issued.append(token)
+            return web.json_response(
+                {
+                    "access_token": token,
+                    "expires_on": str(int(time.time()) + self.lasts),
+                    "resource": "https://api.botframework.com",
+                    "token_type": "Bearer",
+                    "client_id": self.app_id,
+                }
+            )
+
         app = web.Application()
+        app.router.add_get("/msi/token", managed_identity)
         app.router.add_get("/v1/.well-known/openidconfiguration", metadata)
         app.router.add_get("/v1/keys", keys)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", login)

@@ -700,6 +700,12 @@ def test_the_named_hostile_activities_are_each_refused_or_answered_as_expected(t
             "reactionsAdded": [{"type": "like"}],
         },
         json.dumps(message)[:200],  # truncated
+        # Not the Bot Framework's schema, which the Agents SDK's model holds to: named, refused.
+        {**message, "text": 5},
+        {**message, "text": ["objection", "x"]},
+        {**message, "type": "messageReaction", "replyToId": "1", "reactionsAdded": [{}]},
+        {**message, "type": "messageReaction", "replyToId": "1", "reactionsAdded": [None]},
+        {**message, "type": "conversationUpdate", "membersAdded": [None, {}, {"id": TEAMS_REP1.member_id}]},
         "[]",
         "",
     ]
@@ -707,8 +713,6 @@ def test_the_named_hostile_activities_are_each_refused_or_answered_as_expected(t
         status, _, change = teams.heard(case if isinstance(case, str) else json.dumps(case), JSON)
         assert 400 <= status < 500 and change == {}, (status, change, str(case)[:300])
     answered: list[dict[str, Any]] = [
-        {**message, "text": 5},
-        {**message, "text": ["objection", "x"]},
         {**message, "text": "objection " + "x" * 1_000_000},  # a megabyte: too long to keep
         {**message, "text": "objection \u202etoo expensive\u202c \x00\x1b"},
         {**message, "value": "objection"},
@@ -720,9 +724,6 @@ def test_the_named_hostile_activities_are_each_refused_or_answered_as_expected(t
         {**message, "from": {**message["from"], "name": "R" * 300}},  # Teams allows 256
         {**message, "type": "messageReaction", "replyToId": "1", "reactionsAdded": [{"type": "x" * 300}]},
         {**message, "channelData": "x"},
-        {**message, "type": "messageReaction", "replyToId": "1", "reactionsAdded": [{}]},
-        {**message, "type": "messageReaction", "replyToId": "1", "reactionsAdded": [None]},
-        {**message, "type": "conversationUpdate", "membersAdded": [None, {}, {"id": TEAMS_REP1.member_id}]},
         {**message, "type": "conversationUpdate", "membersAdded": [{"id": "\x00"}, {"id": "x" * 300}]},
         {**message, "from": {**message["from"], "name": "Rita\x00 \u202eRep"}},  # PostgreSQL refuses NUL
     ]

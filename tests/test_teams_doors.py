@@ -414,14 +414,17 @@ def test_while_microsoft_s_key_host_does_not_answer_slack_and_the_web_page_still
             with serving(dctx, env) as server:
                 async with ClientSession(timeout=ClientTimeout(total=keys.TIMEOUT + 5)) as http:
                     body = activity(connector, REP, text="objection too expensive")
+                    # Signed as the Bot Framework signs, by anyone, naming a key id not yet held:
+                    # enough to have the keys fetched.
                     token = jwt.encode(
                         {
                             "iss": "https://api.botframework.com",
                             "aud": APP_ID,
                             "serviceurl": connector.base_url,
+                            "exp": int(time.time()) + 600,
                         },
-                        "anyone-at-all-can-sign-with-this-key",
-                        algorithm="HS256",
+                        signing_key(),
+                        algorithm="RS256",
                         headers={"kid": "a-key-microsoft-would-have"},
                     )
                     started = time.monotonic()
@@ -635,3 +638,38 @@ def test_teams_service_urls_are_refused_at_start_unless_https_or_on_this_machine
         env={**base, "TEAMS_SERVICE_URLS": "https://smba.teams.sovcloud-core.fr/, http://127.0.0.1:9/"},
     )
     assert fine.returncode == 0, fine.stdout + fine.stderr
+
+
+def test_with_a_user_assigned_managed_identity_the_bot_signs_with_the_identity_s_token(
+    dctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MICROSOFT_APP_TYPE=UserAssignedMSI: no secret; MSAL asks the host's identity endpoint (App
+    Service's, here), and a wrong identity header is a plain, permanent refusal."""
+
+    async def main() -> None:
+        async with key_host(APP_ID) as microsoft:
+            monkeypatch.setenv("IDENTITY_ENDPOINT", f"{microsoft.base_url}msi/token")
+            monkeypatch.setenv("IDENTITY_HEADER", microsoft.identity_header)
+            env = Environment(
+                microsoft_app_id=APP_ID,
+                microsoft_app_type="UserAssignedMSI",
+                microsoft_openid_metadata_url=microsoft.metadata_url,
+            )
+            assert env.teams_configured
+            async with teams_world(dctx, env) as world:
+                world.fake.tokens = microsoft.issued
+                for count in (1, 2):
+                    hello = activity(world.fake, REP, text="help")
+                    assert (await world.send(hello, signed(microsoft, hello)))[0] in (200, 201)
+                    await world.fake.wait_for(REP.personal, count)
+                assert microsoft.issued == ["identity-token-1"]  # kept, not fetched per message
+                assert microsoft.logins[0]["client_id"] == APP_ID
+                assert microsoft.logins[0]["resource"] == "https://api.botframework.com"
+
+            monkeypatch.setenv("IDENTITY_HEADER", "not-the-header")
+            with pytest.raises(tokens.TokenRefused) as refused:
+                await tokens.ManagedIdentityToken(APP_ID).get()
+            assert "managed identity" in str(refused.value) and "MICROSOFT_APP_ID" in str(refused.value)
+            assert len(microsoft.issued) == 1
+
+    asyncio.run(main())

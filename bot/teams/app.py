@@ -1,45 +1,48 @@
-"""The Teams bot: activities from `/api/messages` turned into the four neutral calls, and each
-reply drawn back in Teams' idiom (a card or message in the person's 1:1 chat with the bot)."""
+"""The Teams bot on the Microsoft 365 Agents SDK: activities from `/api/messages` turned into the
+neutral calls, and each reply drawn back in Teams' idiom (a card or message in the person's 1:1 chat)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import copy
+import html
 import ipaddress
 import json
 import logging
 import re
-from types import SimpleNamespace
+import urllib.parse
 from typing import Any
 
-import jwt
+import aiohttp
+import pydantic
 from aiohttp import web
-from botbuilder.core import TurnContext
-from botbuilder.core.teams import TeamsInfo
-from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
-from botbuilder.schema import (
+from microsoft_agents.activity import (
     Activity,
     ActivityTypes,
-    CallerIdConstants,
     ChannelAccount,
+    ConversationAccount,
     ConversationParameters,
+    ConversationReference,
+    InvokeResponse,
 )
-from botframework.connector.aio import ConnectorClient
-from botframework.connector.auth import (
-    AuthenticateRequestResult,
-    AuthenticationConstants,
-    ClaimsIdentity,
-    ConnectorFactory,
-)
+from microsoft_agents.hosting.aiohttp import CloudAdapter
+from microsoft_agents.hosting.core import TurnContext
+from microsoft_agents.hosting.core.authorization import ClaimsIdentity
 
-from bot.teams import cards, keys, tokens
+from bot.teams import cards, connector, keys, tokens
+from bot.teams.connector import ServiceUrlRefused
 from bot.teams.service_urls import ServiceUrls, on_this_machine, parse_allowed
-from handlers import conversations, directory, inbound
+from handlers import conversations, directory, inbound, objections
 from handlers.context import Actor, Context, PostRef
 from handlers.ui import Card, Reply
 from storage.database import UNREACHABLE
 
 log = logging.getLogger(__name__)
+# The Agents SDK logs an activity its model refuses with the activity's values in it (in the
+# Emulator's mode, before anything is authenticated), and says at INFO where each message goes (a
+# 1:1 chat's id names the person): never, whatever LOG_LEVEL says. Touchline logs what it needs of
+# Teams' answers itself, without either.
+logging.getLogger("microsoft_agents").setLevel(logging.CRITICAL)
 COMMANDS = ("strategy", "asset", "objection", "pulse", "digest", "touchline", "help")
 # Teams' reactions by the names Slack gives the same emoji, so that one `reactions:` table in
 # app.yaml serves both.
@@ -51,6 +54,12 @@ REACTIONS = {
     "sad": "cry",
     "angry": "angry",
 }
+SINGLE_TENANT, MULTI_TENANT, MANAGED_IDENTITY = "SingleTenant", "MultiTenant", "UserAssignedMSI"
+LOG_OBJECTION = "logObjection"  # the message action's command id (manifest.py)
+ROSTER_PAGE = 500  # members per page of a team's roster: the most Teams gives
+ROSTER_PAGES = 1_000  # pages at most: a team has at most 25,000 members
+# conversationUpdate's channelData.eventType for a change to a team's channels.
+CHANNEL_EVENTS = frozenset({"channelCreated", "channelRenamed", "channelRestored", "teamRenamed"})
 KINDS = {
     "personal": conversations.PERSONAL,
     "channel": conversations.CHANNEL,
@@ -59,7 +68,7 @@ KINDS = {
 
 
 class TeamsApp:
-    """The Bot Framework side of Touchline: the CloudAdapter, the bot, and the route."""
+    """The Teams side of Touchline: the Agents SDK's CloudAdapter, the bot it runs, and the route."""
 
     def __init__(
         self,
@@ -68,6 +77,7 @@ class TeamsApp:
         app_id: str | None,
         password: str | None,
         tenant_id: str | None = None,
+        app_type: str = SINGLE_TENANT,
         emulator: bool = False,
         service_urls: str | None = None,
         openid_metadata_url: str | None = None,
@@ -81,41 +91,32 @@ class TeamsApp:
             raise ValueError("Teams needs an app id, or the Emulator mode without one")
         self.emulator = emulator
         self.service_urls = ServiceUrls(parse_allowed(service_urls), emulator=emulator)
-        # Microsoft's public cloud, spelled out so that where the signing keys come from can be
-        # set (MICROSOFT_OPENID_METADATA_URL, for tests); these are the SDK's own defaults.
-        settings = SimpleNamespace(
-            APP_ID=self.app_id,
-            APP_PASSWORD=password or "",
-            APP_TYPE="SingleTenant" if tenant_id else "MultiTenant",
-            APP_TENANTID=tenant_id or "",
-            TO_CHANNEL_FROM_BOT_LOGIN_URL=AuthenticationConstants.TO_CHANNEL_FROM_BOT_LOGIN_URL_PREFIX,
-            TO_CHANNEL_FROM_BOT_OAUTH_SCOPE=AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE,
-            TO_BOT_FROM_CHANNEL_TOKEN_ISSUER=AuthenticationConstants.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER,
-            OAUTH_URL=AuthenticationConstants.OAUTH_URL,
-            TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL=openid_metadata_url
-            or AuthenticationConstants.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL,
-            TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL=openid_metadata_url
-            or AuthenticationConstants.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL,
-            CALLER_ID=CallerIdConstants.public_azure_channel,
+        # Who signs the tokens Teams sends (MICROSOFT_OPENID_METADATA_URL, for tests), and how the
+        # bot gets its own (MICROSOFT_LOGIN_URL, for tests and sovereign clouds).
+        self.channel_tokens = (
+            None
+            if emulator
+            else keys.ChannelTokens(self.app_id, keys.SigningKeys(openid_metadata_url or keys.METADATA_URL))
         )
-        for url in {
-            settings.TO_BOT_FROM_CHANNEL_OPENID_METADATA_URL,
-            settings.TO_BOT_FROM_EMULATOR_OPENID_METADATA_URL,
-        }:
-            keys.install(url)
-        # The bot's own token is fetched by bot/teams/tokens.py, not by MSAL on the event loop;
-        # MICROSOFT_LOGIN_URL says where from (for tests, and sovereign clouds).
-        credentials = tokens.Credentials(self.app_id, password or "", tenant=tenant_id, login_url=login_url)
-        self.adapter = CloudAdapter(
-            _Authentication(settings, credentials, self.service_urls, emulator=emulator)
-        )
+        token: tokens.BotToken | None = None
+        if app_type == MANAGED_IDENTITY:
+            token = tokens.ManagedIdentityToken(self.app_id)
+        elif not emulator:
+            # A multi-tenant registration (made before 2025-07-31) asks the botframework.com tenant.
+            tenant = None if app_type == MULTI_TENANT else tenant_id
+            token = tokens.BotToken(self.app_id, password or "", tenant=tenant, login_url=login_url)
+        self.connectors = connector.Connectors(self.app_id, token, self.service_urls)
+        self.adapter = CloudAdapter(channel_service_client_factory=self.connectors)
         self.adapter.on_turn_error = self._turn_failed
+
+    async def close(self) -> None:
+        await self.connectors.close()
 
     # --- the route ----------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.Response:
-        """`POST /api/messages`: authenticated by the adapter unless in Emulator mode, which
-        answers this machine only."""
+        """`POST /api/messages`: authenticated here unless in Emulator mode, which answers this
+        machine only; then the turn, through the SDK's adapter."""
         if self.emulator and not _from_this_machine(request):
             return web.json_response(
                 {
@@ -141,30 +142,44 @@ class TeamsApp:
             return web.json_response(
                 {"error": "serviceUrl is not a Bot Framework service URL Touchline sends to"}, status=403
             )
-        if self.emulator and (problem := _malformed(body)):
-            # Unauthenticated, anything may arrive; the Bot Framework sends no such activity (and
-            # with an app id, only what it signed gets through), and the turn would trip over it.
+        if self.channel_tokens is not None:
+            try:
+                claims = await self.channel_tokens.check(request.headers.get("Authorization"), body)
+            except keys.KeysUnavailable:
+                return web.json_response(
+                    {"error": "the Bot Framework's signing keys could not be fetched in time; try again"},
+                    status=503,
+                    headers={"Retry-After": "5"},
+                )
+            except keys.NotAuthenticated:
+                return web.json_response({"error": "not authenticated by the Bot Framework"}, status=401)
+            identity = ClaimsIdentity(claims, authentication_type="Bearer")
+        else:
+            identity = ClaimsIdentity()  # the Emulator's mode: anonymous
+        # Unauthenticated, anything may arrive; the Bot Framework sends no such activity (and
+        # with an app id, only what it signed gets through), and the turn would trip over it.
+        if problem := _malformed(body):
             log.warning("refused an activity: %s", problem)
             return web.json_response({"error": f"not a Bot Framework activity: {problem}"}, status=400)
         try:
-            response = await self.adapter.process(request, self)
-        except keys.KeysUnavailable:
+            answer = await self.adapter.process_request(_Arrived(request, body, identity), self)
+        except pydantic.ValidationError as refused:
+            # The SDK's model of an activity refused it: where, never the value.
+            where = ".".join(str(part) for part in refused.errors()[0]["loc"])[:100]
+            log.warning("refused an activity: %s is not as the Bot Framework gives it", where)
             return web.json_response(
-                {"error": "the Bot Framework's signing keys could not be fetched in time; try again"},
-                status=503,
-                headers={"Retry-After": "5"},
+                {"error": f"not a Bot Framework activity: {where} is not as the Bot Framework gives it"},
+                status=400,
             )
-        except (PermissionError, jwt.PyJWTError):
-            return web.json_response({"error": "not authenticated by the Bot Framework"}, status=401)
-        except web.HTTPException as refusal:
-            if refusal.status == 401:
-                return web.json_response({"error": "not authenticated by the Bot Framework"}, status=401)
-            return web.json_response({"error": refusal.reason}, status=refusal.status)
         except Exception as error:
-            # A turn's own failures are handled in it (_turn_failed); this is the envelope.
+            # A turn's own failures are handled in it (_turn_failed); this is the envelope (the
+            # SDK's model refused the activity's shape).
             log.warning("an activity could not be read: %s", type(error).__name__)
             return web.json_response({"error": "the activity could not be read"}, status=400)
-        return response or web.Response(status=201)
+        if body["type"] != ActivityTypes.invoke:
+            # The SDK answers 202; Touchline has always answered 201, and the Connector takes any 2xx.
+            return web.Response(status=201)
+        return CloudAdapter._to_aiohttp_response(answer)
 
     # --- a turn -------------------------------------------------------------------------------
 
@@ -177,6 +192,8 @@ class TeamsApp:
             await self._on_conversation_update(turn)
         elif activity.type == ActivityTypes.message_reaction:
             await self._on_reaction(turn)
+        elif activity.type == ActivityTypes.invoke:
+            await self._on_invoke(turn)
 
     async def _on_message(self, turn: TurnContext) -> None:
         activity = turn.activity
@@ -199,14 +216,7 @@ class TeamsApp:
             reply = await self._call(inbound.submit, actor, form_id, values, event_id=event_id)
             if reply.errors:
                 # The card keeps what the person typed: they fix the fields and submit again.
-                given = data.get("_labels")
-                labels: dict[str, Any] = given if isinstance(given, dict) else {}
-                lines = "\n".join(
-                    f"- {labels.get(name, name)}: {error}" for name, error in reply.errors.items()
-                )
-                await self._show(
-                    turn, actor, Reply(text=f"Please fix these and submit the form again:\n{lines}")
-                )
+                await self._show(turn, actor, Reply(text=_fix_these(data, reply.errors)))
                 return
             await self._close_form(
                 turn, f"✓ Sent. {reply.text.splitlines()[0] if reply.text else ''}".strip()
@@ -246,21 +256,17 @@ class TeamsApp:
         """The bot added to a team, chat or 1:1: learn the roster; a 1:1 gets a hello."""
         activity = turn.activity
         # No id, or one Teams does not give (the Emulator's mode hears anything): no one.
-        added = [
-            m
-            for m in activity.members_added or []
-            if m is not None and _teams_id(m.id) and (m.aad_object_id is None or _teams_id(m.aad_object_id))
-        ]
-        bot_added = any(m.id == activity.recipient.id for m in added)
-        people = [m for m in added if m.id != activity.recipient.id]
-        team = _object(_object(activity.channel_data).get("team")).get("id")
-        if bot_added and team:
+        added = [m for m in activity.members_added or [] if _member(m)]
+        removed = [m for m in activity.members_removed or [] if _member(m)]
+        bot = activity.recipient.id if activity.recipient else None
+        bot_added = any(m.id == bot for m in added)
+        team = _team_id(activity)
+        event = _object(activity.channel_data).get("eventType")
+        changed = added or removed or event in CHANNEL_EVENTS
+        if team and changed and not any(m.id == bot for m in removed):
+            # The bot installed in a team, people joining or leaving it, a channel made or renamed:
+            # the team's roster and channels again (the Y of "acknowledged by X of Y" in each).
             await self.read_roster(turn)
-        elif people and team:
-            members = [(m.aad_object_id or m.id, m.id, m.name or "") for m in people]
-            await asyncio.to_thread(
-                conversations.remember_members, self.ctx, "teams", _address(activity), members
-            )
         if bot_added and activity.conversation.conversation_type == "personal":
             actor = await self._actor(activity, person=activity.from_property)
             await turn.send_activity(
@@ -268,40 +274,147 @@ class TeamsApp:
             )
 
     async def read_roster(self, turn: TurnContext) -> int:
-        """Everyone in the team this conversation belongs to: people Touchline can open a 1:1
-        chat with, and the Y of "acknowledged by X of Y" for the team's channels."""
+        """Everyone in the team this conversation belongs to (people Touchline can open a 1:1
+        chat with), and every channel of the team, each counting them as its members."""
+        activity = turn.activity
+        team = _team_id(activity) or _address(activity)
+        client = await self.connectors.client(str(activity.service_url))
         members: list[tuple[str, str, str]] = []
-        token: str | None = None
-        while True:
-            page = await TeamsInfo.get_paged_members(turn, continuation_token=token)
-            for m in page.members or []:
-                members.append((m.aad_object_id or m.id, m.id, m.name or ""))
+        token = ""
+        for _ in range(ROSTER_PAGES):
+            page, token = await _roster_page(client, team, token)
+            for m in page:
+                members.append((m["aad"], m["id"], m["name"]))
                 await asyncio.to_thread(
-                    directory.identify, self.ctx, "teams", m.aad_object_id or m.id, name=m.name, email=m.email
+                    directory.identify, self.ctx, "teams", m["aad"], name=m["name"], email=m["email"] or None
                 )
-            token = page.continuation_token
             if not token:
                 break
-        address = _address(turn.activity)
-        await asyncio.to_thread(conversations.remember_members, self.ctx, "teams", address, members)
+        channels = await self._channels(client, turn, team)
+        await asyncio.to_thread(conversations.remember_members, self.ctx, "teams", team, members)
+        everyone = [m[0] for m in members]
         await asyncio.to_thread(
-            directory.set_channel_members, self.ctx, "teams", {address: [m[0] for m in members]}
+            directory.set_channel_members, self.ctx, "teams", {address: everyone for address in channels}
         )
         return len(members)
 
+    async def _channels(self, client: connector.KeptClient, turn: TurnContext, team: str) -> list[str]:
+        """The team's channels, each remembered as a place to post to: Teams tells the bot of its
+        installation in the General channel only."""
+        activity = turn.activity
+        try:
+            listed = await client.fetch_channel_list(team)
+        except aiohttp.ClientResponseError as error:
+            log.info("the team's channels could not be listed (%s): its General channel only", error.status)
+            listed = []
+        base = self._reference_of(activity)
+        team_name = str(_object(_object(activity.channel_data).get("team")).get("name") or "")
+        found = [team]
+        for channel in listed:
+            if not _teams_id(channel.id, 256) or channel.id == team:
+                continue
+            address = str(channel.id)
+            found.append(address)
+            reference = copy.deepcopy(base)
+            reference["conversation"] = {**reference["conversation"], "id": address, "name": channel.name}
+            reference["conversation"] = {k: v for k, v in reference["conversation"].items() if v is not None}
+            await asyncio.to_thread(
+                conversations.remember,
+                self.ctx,
+                "teams",
+                address,
+                kind=conversations.CHANNEL,
+                reference=reference,
+                name=str(channel.name or ""),
+                team=team_name,
+            )
+        return found
+
+    # --- Log as objection, on any message ---------------------------------------------------------
+
+    async def _on_invoke(self, turn: TurnContext) -> None:
+        """The "Log as objection" message action (manifest.py): `fetchTask` opens the objection
+        form, filled with the message's text; `submitAction` logs it. Other invokes: 501."""
+        activity = turn.activity
+        value = _object(activity.value)
+        if activity.name == "composeExtension/fetchTask" and value.get("commandId") == LOG_OBJECTION:
+            actor = await self._actor(activity)
+            text = _message_text(_object(value.get("messagePayload")))
+            reply = await self._call(inbound.action, actor, objections.FROM_MESSAGE, text, event_id=None)
+            form = reply.form
+            if form is None:  # not allowed here: what they would have been told
+                await _invoke_answer(turn, {"task": {"type": "message", "value": (reply.text or "")[:500]}})
+                return
+            content = cards.form(form)
+            await _invoke_answer(
+                turn,
+                {
+                    "task": {
+                        "type": "continue",
+                        "value": {"title": form.title[:100], "card": cards.attachment(content)},
+                    }
+                },
+            )
+        elif activity.name == "composeExtension/submitAction" and value.get("commandId") == LOG_OBJECTION:
+            actor = await self._actor(activity)
+            data = _object(value.get("data"))
+            if data.get(cards.TAG) == "cancel" or not data:
+                await _invoke_answer(turn, {})
+                return
+            form_id, values = cards.submitted(data)
+            event_id = f"activity:{activity.id}" if activity.id else None
+            reply = await self._call(inbound.submit, actor, form_id, values, event_id=event_id)
+            if reply.errors:
+                await _invoke_answer(
+                    turn, {"task": {"type": "message", "value": _fix_these(data, reply.errors)}}
+                )
+                return
+            await _invoke_answer(turn, {})
+            await self._show(turn, actor, reply, privately=True)
+        else:
+            await turn.send_activity(
+                Activity(type=ActivityTypes.invoke_response, value=InvokeResponse(status=501))
+            )
+
     # --- people and places ----------------------------------------------------------------------
+
+    def _reference_of(self, activity: Activity) -> dict[str, Any]:
+        """How to reach this activity's conversation again: the SDK's conversation reference of the
+        conversation itself (a channel, not the thread it came in), with the tenant and team."""
+        reference = activity.get_conversation_reference()
+        reference.conversation = ConversationAccount.model_validate(
+            {**reference.conversation.model_dump(exclude_none=True), "id": _address(activity)}
+        )
+        reference.activity_id = None
+        tenant = _tenant_id(activity)
+        if tenant:
+            reference.conversation.tenant_id = tenant
+        stored = _dump(reference)
+        # Teams' own: the tenant every new conversation must name (channelData.tenant.id is on
+        # every Teams activity), and the team a channel belongs to.
+        data: dict[str, Any] = {}
+        if tenant:
+            data["tenant"] = {"id": tenant}
+        if team := _team_id(activity):
+            data["team"] = {"id": team}
+        if data:
+            stored["channelData"] = data
+        return stored
 
     async def _remember(self, turn: TurnContext) -> None:
         """Keep how to reach this conversation again, so that later posts need no one to ask."""
         activity = turn.activity
-        if activity.conversation is None or (activity.channel_id != "msteams" and not self.emulator):
+        if activity.conversation is None or (str(activity.channel_id) != "msteams" and not self.emulator):
             return
-        reference = TurnContext.get_conversation_reference(activity)
+        if activity.type == ActivityTypes.invoke:
+            return  # a message action's invoke: the conversation is the message's, not new
         address = _address(activity)
-        reference.conversation.id = address  # a channel itself, not the thread this came in
-        reference.activity_id = None
         kind = KINDS.get(activity.conversation.conversation_type or "personal", conversations.PERSONAL)
-        data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+        data = _object(activity.channel_data)
+        # A channel event (channelCreated, …) names the channel it is about, not this one.
+        channel = _object(data.get("channel"))
+        if channel.get("id") not in (None, address):
+            channel = {}
         person = None
         if kind == conversations.PERSONAL and activity.from_property is not None:
             person = _external_id(activity.from_property)
@@ -311,8 +424,8 @@ class TeamsApp:
             "teams",
             address,
             kind=kind,
-            reference=reference.serialize(),
-            name=str(_object(data.get("channel")).get("name") or activity.conversation.name or ""),
+            reference=self._reference_of(activity),
+            name=str(channel.get("name") or activity.conversation.name or ""),
             team=str(_object(data.get("team")).get("name") or ""),
             person_external_id=person,
         )
@@ -330,14 +443,14 @@ class TeamsApp:
 
     # --- replies --------------------------------------------------------------------------------
 
-    async def _show(self, turn: TurnContext, actor: Actor, reply: Reply) -> None:
+    async def _show(self, turn: TurnContext, actor: Actor, reply: Reply, *, privately: bool = False) -> None:
         """What only the actor should see goes to their 1:1 chat with the bot (Teams has no
         private messages inside a channel); a form is a card with inputs there."""
         if reply.is_empty and reply.form is None:
             return
         activity = _reply_activity(reply)
         # The Emulator's conversations have no type: they are 1:1 chats.
-        if (turn.activity.conversation.conversation_type or "personal") == "personal":
+        if (turn.activity.conversation.conversation_type or "personal") == "personal" and not privately:
             await turn.send_activity(activity)
             return
         try:
@@ -347,6 +460,8 @@ class TeamsApp:
             log.warning(
                 "could not answer privately (%s); answering in the conversation", type(error).__name__
             )
+            if turn.activity.type == ActivityTypes.invoke:
+                return  # the message action's dialog has closed: nowhere else to say it
             activity.text = (
                 activity.text or ""
             ) + "\n\n_(I could not write to you privately: open a chat with Touchline.)_"
@@ -363,71 +478,60 @@ class TeamsApp:
             raise LookupError("no 1:1 chat with this person, and they are in no team Touchline is in")
         member_id, team = entry
         reference = self._checked(team.reference)
-        tenant = ((reference.get("conversation") or {}).get("tenantId")) or ""
+        tenant = _stored_tenant(reference)
+        if not tenant:
+            # Teams answers 400 "Could not parse tenant id": a team remembered before the tenant was kept.
+            raise LookupError("the team's tenant is not known yet: it is learned at the team's next activity")
         parameters = ConversationParameters(
             is_group=False,
-            bot=ChannelAccount(id=(reference.get("bot") or {}).get("id")),
+            agent=ChannelAccount.model_validate(_object(reference.get("bot")) or {"id": "bot"}),
             members=[ChannelAccount(id=member_id)],
             tenant_id=tenant,
             channel_data={"tenant": {"id": tenant}},
         )
-        sent: dict[str, Any] = {}
-
-        async def opened(turn: TurnContext) -> None:
-            try:
-                new = TurnContext.get_conversation_reference(turn.activity)
-                new.conversation.conversation_type = "personal"
-                new.conversation.tenant_id = tenant
-                await asyncio.to_thread(
-                    conversations.remember,
-                    self.ctx,
-                    "teams",
-                    new.conversation.id,
-                    kind=conversations.PERSONAL,
-                    reference=new.serialize(),
-                    person_external_id=external_id,
-                )
-                sent["id"] = await _post_new(turn, activity)
-            except Exception as error:  # the adapter would swallow it: carry it out
-                sent["error"] = error
-
-        await self.adapter.create_conversation(
-            self.app_id, opened, parameters, "msteams", reference.get("serviceUrl"), None
+        client = await self.connectors.client(str(reference.get("serviceUrl")))
+        created = await client.conversations.create_conversation(parameters)
+        if not _teams_id(created.id, 256):
+            raise LookupError("Teams answered the new chat without an id")
+        opened = {
+            "bot": reference.get("bot"),
+            "conversation": {"conversationType": "personal", "id": created.id, "tenantId": tenant},
+            "channelId": reference.get("channelId") or "msteams",
+            "serviceUrl": created.service_url or reference.get("serviceUrl"),
+            "channelData": {"tenant": {"id": tenant}},
+        }
+        await asyncio.to_thread(
+            conversations.remember,
+            self.ctx,
+            "teams",
+            created.id,
+            kind=conversations.PERSONAL,
+            reference=opened,
+            person_external_id=external_id,
         )
-        if "error" in sent:
-            raise sent["error"]
-        return str(sent.get("id") or "")
+        return await self.send_to(opened, activity)
 
     async def send_to(self, reference: dict[str, Any], activity: Activity) -> str:
-        """Post into a known conversation, unasked (proactively); returns the message id."""
+        """Post into a known conversation, unasked (proactively); returns the message id. Straight
+        through the SDK's Connector client: the adapter's `continue_conversation` would build a turn
+        (and its clients) around each of a fan-out's messages for nothing."""
         self._checked(reference)
-        sent: dict[str, Any] = {}
-
-        async def post(turn: TurnContext) -> None:
-            try:
-                sent["id"] = await _post_new(turn, activity)
-            except Exception as error:  # the adapter would swallow it: carry it out
-                sent["error"] = error
-
-        await self.adapter.continue_conversation(_reference(reference), post, self.app_id)
-        if "error" in sent:
-            raise sent["error"]
-        return str(sent.get("id") or "")
+        where = _conversation_reference(reference)
+        activity.apply_conversation_reference(where)
+        # A new message (a new thread in a channel), not a reply (the SDK types it as a string).
+        activity.reply_to_id = None  # type: ignore[assignment]
+        client = await self.connectors.client(str(where.service_url))
+        response = await client.conversations.send_to_conversation(where.conversation.id, activity)
+        return str(response.id or "")
 
     async def update_in(self, reference: dict[str, Any], message_id: str, activity: Activity) -> None:
         self._checked(reference)
-        done: dict[str, Any] = {}
-
-        async def replace(turn: TurnContext) -> None:
-            try:
-                activity.id = message_id
-                await turn.update_activity(activity)
-            except Exception as error:
-                done["error"] = error
-
-        await self.adapter.continue_conversation(_reference(reference), replace, self.app_id)
-        if "error" in done:
-            raise done["error"]
+        where = _conversation_reference(reference)
+        activity.apply_conversation_reference(where)
+        activity.id = message_id
+        activity.reply_to_id = None  # type: ignore[assignment]
+        client = await self.connectors.client(str(where.service_url))
+        await client.conversations.update_activity(where.conversation.id, message_id, activity)
 
     def _checked(self, reference: dict[str, Any]) -> dict[str, Any]:
         """A stored conversation reference, if its serviceUrl is one Touchline sends to (it may
@@ -448,9 +552,13 @@ class TeamsApp:
         try:
             await turn.update_activity(closed)
         except Exception as error:
-            log.info("could not close the form card: %s", error)
+            log.info("could not close the form card: %s", type(error).__name__)
 
     async def _turn_failed(self, turn: TurnContext, error: Exception) -> None:
+        if isinstance(error, tokens.TokenRefused | tokens.TokenUnavailable):
+            # What the person did is done; only the answer cannot be signed (said once, plainly).
+            log.warning("a Teams turn's answer could not be sent: %s", error)
+            return
         if isinstance(error, UNREACHABLE):
             # Not a bug (no stack trace): the database is away, and the person can try again, as on
             # Slack. The handlers answer this themselves; remembering the conversation and knowing
@@ -461,110 +569,88 @@ class TeamsApp:
             log.error("a Teams turn failed: %s", error, exc_info=error)
             told = "Something went wrong on Touchline's side; nothing more was changed."
         try:
-            await turn.send_activity(told)
+            if turn.activity.type == ActivityTypes.invoke:
+                await _invoke_answer(turn, {"task": {"type": "message", "value": told}})
+            else:
+                await turn.send_activity(told)
         except Exception:
             log.info("could not tell the sender about the failure")
 
 
-async def _post_new(turn: TurnContext, activity: Activity) -> str:
-    """A new message in the turn's conversation (a new thread in a channel). `send_activity`
-    would make it a reply to the continuation's made-up activity id."""
-    TurnContext.apply_conversation_reference(activity, TurnContext.get_conversation_reference(turn.activity))
-    activity.reply_to_id = None
-    client = turn.turn_state.get(turn.adapter.BOT_CONNECTOR_CLIENT_KEY)
-    response = await client.conversations.send_to_conversation(activity.conversation.id, activity)
-    return str(response.id)
+class _Arrived:
+    """The request as the SDK's adapter reads it (its `HttpRequestProtocol`): the body already
+    read, and the claims checked here (what the SDK's own JWT middleware would leave it)."""
+
+    method = "POST"
+
+    def __init__(self, request: web.Request, body: dict[str, Any], identity: ClaimsIdentity) -> None:
+        self._request = request
+        self._body = body
+        self._identity = identity
+        self.headers = request.headers
+
+    async def json(self) -> dict[str, Any]:
+        return self._body
+
+    def get_claims_identity(self) -> ClaimsIdentity:
+        return self._identity
+
+    def get_path_param(self, name: str) -> str:
+        return self._request.match_info[name]
 
 
-class ServiceUrlRefused(ValueError):
-    """Touchline does not send there: not a Bot Framework service URL it knows or was told of."""
+async def _roster_page(
+    client: connector.KeptClient, team: str, token: str
+) -> tuple[list[dict[str, str]], str]:
+    """One page of a team's roster and the token for the next ("" after the last). Read as JSON
+    rather than through the SDK's model, which refuses a page without a continuation token (the
+    last one, as the Connector's swagger says) and drops the `objectId` older answers carry."""
+    params = {"pageSize": str(ROSTER_PAGE)}
+    if token:
+        params["continuationToken"] = token
+    path = f"v3/conversations/{urllib.parse.quote(team, safe=':@;=')}/pagedmembers"
+    async with client.client.get(path, params=params) as response:
+        if response.status != 200:
+            response.raise_for_status()
+        answer = _object(await response.json(content_type=None))
+    found = []
+    for entry in answer.get("members") or []:
+        entry = _object(entry)
+        aad = entry.get("aadObjectId") or entry.get("objectId")
+        if not _teams_id(entry.get("id")) or (aad is not None and not _teams_id(aad)):
+            continue
+        name, email = entry.get("name"), entry.get("email")
+        found.append(
+            {
+                "id": entry["id"],
+                "aad": str(aad or entry["id"]),
+                "name": name if isinstance(name, str) else "",
+                "email": email if isinstance(email, str) else "",
+            }
+        )
+    following = answer.get("continuationToken")
+    return found, following if isinstance(following, str) and 0 < len(following) <= 4096 else ""
 
 
-class _Authentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[misc]
-    """The SDK's authentication, within a deadline (it fetches the signing keys on the way, see
-    bot/teams/keys.py), and with connector clients kept per service URL: it would build a new
-    client (and its retry policy) for every message sent, most of the cost of a send."""
-
-    def __init__(
-        self, settings: Any, credentials: tokens.Credentials, service_urls: ServiceUrls, *, emulator: bool
-    ) -> None:
-        super().__init__(settings, credentials_factory=credentials)
-        self.service_urls = service_urls
-        self.emulator = emulator
-        self._factories: dict[frozenset[tuple[str, str]], _KeptConnectors] = {}
-        self._user_token_clients: dict[frozenset[tuple[str, str]], Any] = {}
-
-    async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
-        # The Emulator's mode authenticates nothing, so a token sent to it is not even read;
-        # the SDK takes "" (no header) for a token to check.
-        header = None if self.emulator or not auth_header else auth_header
-        try:
-            result = await asyncio.wait_for(
-                super().authenticate_request(activity, header), timeout=keys.TIMEOUT + 1
-            )
-        except (keys.KeysUnavailable, PermissionError):
-            raise
-        except TimeoutError:
-            raise keys.KeysUnavailable("timed out") from None
-        except Exception as error:
-            # A token the SDK trips over (no key of that id, a claim of the wrong type) is no token.
-            raise PermissionError(type(error).__name__) from None
-        # The turn's replies go through the same kept, checked connector clients.
-        result.connector_factory = self.create_connector_factory(result.claims_identity)
-        return result
-
-    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
-        key = frozenset((str(k), str(v)) for k, v in (claims_identity.claims or {}).items())
-        if key not in self._factories:
-            self._factories[key] = _KeptConnectors(
-                super().create_connector_factory(claims_identity), self.service_urls
-            )
-        return self._factories[key]
-
-    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> Any:
-        # Touchline signs no one in through the Bot Framework's token service, yet the SDK builds
-        # this client (and its retry policy) for every proactive message: 16% of a fan-out
-        # worker's CPU. One is kept for each identity, as the connector factories are.
-        key = frozenset((str(k), str(v)) for k, v in (claims_identity.claims or {}).items())
-        if key not in self._user_token_clients:
-            self._user_token_clients[key] = await super().create_user_token_client(claims_identity)
-        return self._user_token_clients[key]
+async def _invoke_answer(turn: TurnContext, body: dict[str, Any]) -> None:
+    """What the adapter answers the invoke's HTTP request with (Teams waits for it)."""
+    await turn.send_activity(
+        Activity(type=ActivityTypes.invoke_response, value=InvokeResponse(status=200, body=body))
+    )
 
 
-class _KeptConnectors(ConnectorFactory):  # type: ignore[misc]
-    def __init__(self, inner: ConnectorFactory, service_urls: ServiceUrls) -> None:
-        self.inner = inner
-        self.service_urls = service_urls
-        self.clients: dict[tuple[str, str | None], ConnectorClient] = {}
-
-    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
-        # Every connector client is made here: nothing is sent to a service URL not allowed.
-        if not self.service_urls.allows(service_url):
-            raise ServiceUrlRefused("not a Bot Framework service URL Touchline sends to")
-        key = (service_url, audience)
-        if key not in self.clients:
-            client = await self.inner.create(service_url, audience)
-            # msrest's requests follow redirects (30 of them) by default: a Connector that
-            # answered 3xx would send the message, and the bot's token, somewhere else.
-            client.config.redirect_policy.allow = False
-            self.clients[key] = client
-        client = self.clients[key]
-        # The library signs each request synchronously: the token is made fresh here, off the loop's
-        # critical path, before any request is built (bot/teams/tokens.py).
-        # A token that cannot be had is not this turn's failure: what the person did is still
-        # done, and only sending fails (logged, and retried by the delivery worker).
-        credentials = client.config.credentials
-        if isinstance(credentials, tokens.KeptCredentials):
-            with contextlib.suppress(tokens.TokenUnavailable, tokens.TokenRefused):
-                await credentials.token.fresh()
-        return client
+def _fix_these(data: dict[str, Any], errors: dict[str, str]) -> str:
+    given = data.get("_labels")
+    labels: dict[str, Any] = given if isinstance(given, dict) else {}
+    lines = "\n".join(f"- {labels.get(name, name)}: {error}" for name, error in errors.items())
+    return f"Please fix these and submit the form again:\n{lines}"
 
 
 def card_activity(card: Card) -> Activity:
     return Activity(
         type=ActivityTypes.message,
         text="",
-        summary=card.title[:200],
+        summary=card.title[:200] or None,
         attachments=[cards.attachment(cards.card(card))],
     )
 
@@ -581,6 +667,69 @@ def _reply_activity(reply: Reply) -> Activity:
         text=cards.escape(reply.text) if reply.text else None,
         attachments=attachments,
     )
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    """A model of the SDK as the Connector's JSON has it (camelCase, nothing unset)."""
+    dumped: dict[str, Any] = model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return dumped
+
+
+def _conversation_reference(stored: dict[str, Any]) -> ConversationReference:
+    reference = ConversationReference.model_validate(
+        {
+            k: v
+            for k, v in stored.items()
+            if k in ("bot", "user", "conversation", "channelId", "serviceUrl", "locale")
+        }
+    )
+    tenant = _stored_tenant(stored)
+    if tenant and not reference.conversation.tenant_id:
+        reference.conversation.tenant_id = tenant
+    return reference
+
+
+def _stored_tenant(reference: dict[str, Any]) -> str:
+    """The tenant of a stored conversation reference: kept from channelData.tenant.id; references
+    stored by botbuilder had it, if at all, as `conversation.tenantID`."""
+    conversation = _object(reference.get("conversation"))
+    found = (
+        _object(_object(reference.get("channelData")).get("tenant")).get("id")
+        or conversation.get("tenantId")
+        or conversation.get("tenantID")
+    )
+    return str(found) if _teams_id(found) else ""
+
+
+def _tenant_id(activity: Activity) -> str:
+    """The tenant an activity came from: channelData.tenant.id, on every Teams activity."""
+    found = _object(_object(activity.channel_data).get("tenant")).get("id")
+    if not _teams_id(found) and activity.conversation is not None:
+        found = activity.conversation.tenant_id
+    return str(found) if _teams_id(found) else ""
+
+
+def _team_id(activity: Activity) -> str:
+    found = _object(_object(activity.channel_data).get("team")).get("id")
+    return str(found) if _teams_id(found, 256) else ""
+
+
+def _member(account: Any) -> bool:
+    """Someone as Teams lists them: ids Teams gives (the Emulator's mode hears anything)."""
+    return (
+        account is not None
+        and _teams_id(account.id)
+        and (account.aad_object_id is None or _teams_id(account.aad_object_id))
+    )
+
+
+def _message_text(payload: dict[str, Any]) -> str:
+    """The text of the message a message action was used on (its body is HTML in Teams)."""
+    body = _object(payload.get("body"))
+    content = str(body.get("content") or "")
+    if body.get("contentType") == "html":
+        content = html.unescape(re.sub(r"<[^>]+>", " ", content))
+    return " ".join(content.split())[:3000]
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -615,12 +764,6 @@ def _address(activity: Activity) -> str:
 def _external_id(account: ChannelAccount) -> str:
     """How app.yaml names someone on Teams: their Entra (AAD) object id; the Emulator has none."""
     return str(account.aad_object_id or account.id)
-
-
-def _reference(data: dict[str, Any]) -> Any:
-    from botbuilder.schema import ConversationReference
-
-    return ConversationReference().deserialize(data)
 
 
 SERVICE_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")

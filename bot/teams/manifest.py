@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image, ImageDraw
 
-from bot.teams.app import COMMANDS
+from bot.teams.app import COMMANDS, LOG_OBJECTION
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 MANIFEST_VERSION = "1.16"
@@ -72,6 +72,23 @@ def teams_manifest(app_id: str, url: str) -> dict[str, Any]:
                             for name in COMMANDS
                             if name in DESCRIPTIONS
                         ],
+                    }
+                ],
+            }
+        ],
+        # "Log as objection" in the ⋯ menu of any message (Slack's message shortcut): a dialog with
+        # the objection form, filled with the message's text (bot/teams/app.py, _on_invoke).
+        "composeExtensions": [
+            {
+                "botId": app_id,
+                "commands": [
+                    {
+                        "id": LOG_OBJECTION,
+                        "type": "action",
+                        "title": "Log as objection",
+                        "description": "Log what the customer said in this message as an objection",
+                        "context": ["message"],
+                        "fetchTask": True,
                     }
                 ],
             }

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiohttp import ClientError
-from botbuilder.schema import ErrorResponseException
-from msrest.exceptions import ClientRequestError
+from aiohttp import ClientError, ClientResponseError
 
 from bot.platform import DeliveryError
 from bot.teams import tokens
-from bot.teams.app import ServiceUrlRefused, TeamsApp, card_activity
+from bot.teams.app import TeamsApp, card_activity
+from bot.teams.connector import ServiceUrlRefused
 from handlers import conversations
 from handlers.ui import Card
 
@@ -49,6 +48,12 @@ class TeamsPlatform:
     async def send_direct(self, user_id: str, card: Card, *, delivery_id: int) -> str:
         try:
             return await self._guard(user_id, self.teams.send_privately(user_id, card_activity(card)))
+        except NotInRoster:
+            raise DeliveryError(
+                "Teams will not open a chat with this person: they are in no team the app is installed "
+                "in any more, or they blocked it — they can add the Touchline app in Teams",
+                permanent=True,
+            ) from None
         except LookupError:
             raise DeliveryError(
                 "Touchline has no chat with this person and shares no team with them — they can add the "
@@ -69,7 +74,9 @@ class TeamsPlatform:
     async def _guard(self, where: str, sending: object) -> str:
         try:
             result = await sending  # type: ignore[misc]
-        except ErrorResponseException as error:
+        except ClientResponseError as error:  # the SDK's client raises it for any answer but 2xx
+            if error.status == 403 and error.request_info.url.path.rstrip("/").endswith("/v3/conversations"):
+                raise NotInRoster() from None  # createConversation: Teams will not open the chat
             raise _explain(error, where) from None
         except ServiceUrlRefused:
             raise DeliveryError(
@@ -81,20 +88,31 @@ class TeamsPlatform:
             raise DeliveryError(f"{where}: {refused}", permanent=True) from None
         except tokens.TokenUnavailable as unavailable:
             raise DeliveryError(f"Teams could not be reached: {unavailable}") from None
-        except (TimeoutError, ClientError, OSError, ClientRequestError) as error:
+        except (TimeoutError, ClientError, OSError) as error:
             raise DeliveryError(f"Teams could not be reached ({type(error).__name__})") from None
         return str(result or "")
 
 
-def _explain(error: ErrorResponseException, where: str) -> DeliveryError:
-    response = getattr(error, "response", None)
-    status = int(getattr(response, "status_code", 0) or 0)
+class NotInRoster(Exception):
+    """Teams refused to open a 1:1 chat: "The bot is not part of the conversation roster"."""
+
+
+def _explain(error: ClientResponseError, where: str) -> DeliveryError:
+    status = int(error.status or 0)
     if status == 429:
-        headers = getattr(response, "headers", {}) or {}
-        retry_after = float(headers.get("Retry-After") or headers.get("retry-after") or 1)
+        retry_after = _seconds(error.headers.get("Retry-After") if error.headers else None)
         return DeliveryError("Teams asked to slow down (429)", retry_after=retry_after)
     if status in PERMANENT:
         return DeliveryError(f"{where}: {PERMANENT[status]}", permanent=True)
     if status >= 500 or status == 0:
         return DeliveryError(f"Teams answered {status or 'without a status'}")
     return DeliveryError(f"{where}: Teams refused the message ({status})", permanent=True)
+
+
+def _seconds(value: object) -> float:
+    """Retry-After in seconds (Teams gives seconds); 1 where it is missing or not a number."""
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        return 1.0
+    return min(max(seconds, 0.0), 3600.0) if seconds == seconds else 1.0

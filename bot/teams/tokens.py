@@ -1,30 +1,32 @@
 """The bot's own token for the Bot Connector, fetched without blocking the event loop and kept fresh.
 
-botframework-connector signs each request with `MicrosoftAppCredentials.get_access_token`, which
-asks MSAL, which fetches the token (and Entra's discovery documents first) with blocking
-`requests` calls, on the event loop, at the first send and at every renewal: while Microsoft's
-login host is slow, Slack, Teams and the web page all wait. Here the token is fetched with
-aiohttp, within `TIMEOUT`, one fetch at a time shared by all who wait, before a connector client
-is handed out (`BotToken.fresh`); the library's synchronous call then only reads it.
+With a client secret (a single-tenant app registration, or a multi-tenant one made before
+2025-07-31) the token is the documented client-credentials grant of "Authentication with the Bot
+Connector API": `POST {login}/{tenant}/oauth2/v2.0/token` with the app id, the secret and the
+scope `https://api.botframework.com/.default`, fetched here with aiohttp. The Agents SDK's
+`MsalAuth` would build MSAL's `ConfidentialClientApplication` on the event loop, and MSAL fetches
+Entra's discovery documents while it is built: while Microsoft's login host is slow, Slack, Teams
+and the web page would all wait.
 
-The request is the documented client-credentials grant of "Authentication with the Bot Connector
-API": `POST {login}/{tenant}/oauth2/v2.0/token` with the app id and password and the scope
-`https://api.botframework.com/.default`; the tenant is `botframework.com` for a multi-tenant bot."""
+With a user-assigned managed identity there is no secret: MSAL's `ManagedIdentityClient` asks the
+host's identity endpoint (App Service's `IDENTITY_ENDPOINT`, or the instance metadata service), in
+a thread of its own.
+
+Either way one fetch runs at a time, shared by all who wait, within `TIMEOUT`, and a token is
+renewed `RENEW_BEFORE` its end, so that no send holds a stale one."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from typing import Any
 
 import aiohttp
-from botframework.connector.auth import (
-    AppCredentials,
-    MicrosoftAppCredentials,
-    ServiceClientCredentialsFactory,
-)
+import msal
+import requests
 
 log = logging.getLogger(__name__)
 LOGIN_URL = "https://login.microsoftonline.com"
@@ -44,34 +46,33 @@ class TokenRefused(PermissionError):
 
 
 class BotToken:
-    """One app's token for one scope, fetched on demand and renewed before it expires."""
+    """The app's token for the Bot Connector, fetched on demand and renewed before it expires."""
 
-    def __init__(self, app_id: str, password: str, *, tenant: str | None, scope: str, login_url: str) -> None:
+    def __init__(
+        self, app_id: str, password: str, *, tenant: str | None, login_url: str | None = None
+    ) -> None:
         self.app_id = app_id
         self._password = password
-        self.scope = scope if scope.endswith("/.default") else f"{scope.rstrip('/')}/.default"
-        self.url = f"{login_url.rstrip('/')}/{tenant or MULTI_TENANT}/oauth2/v2.0/token"
+        self.scope = f"{SCOPE}/.default"
+        self.url = f"{(login_url or LOGIN_URL).rstrip('/')}/{tenant or MULTI_TENANT}/oauth2/v2.0/token"
         self._token = ""
         self._expires = 0.0  # time.monotonic() when the token stops working
         self._fetching: asyncio.Task[None] | None = None
         self._problem: Exception | None = None  # why the last fetch failed
 
-    def current(self) -> str:
-        """The token, for the library's synchronous signing; `fresh()` ran just before. Without
-        one, the reason the last fetch failed: the send fails with it (and is retried or explained)."""
+    async def get(self) -> str:
+        """A token that lasts at least `RENEW_BEFORE` more seconds, fetched if need be; without
+        one, the reason the fetch failed: the send fails with it (and is retried or explained)."""
+        if not (self._token and time.monotonic() < self._expires - RENEW_BEFORE):
+            task = self._fetching
+            if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+                task = self._fetching = asyncio.create_task(self._fetch())
+            # A send that gives up (its own deadline) does not cancel the fetch the others wait for.
+            with contextlib.suppress(TokenUnavailable, TokenRefused):
+                await asyncio.shield(task)
         if self._token and time.monotonic() < self._expires:
             return self._token
         raise self._problem or TokenUnavailable("the bot's token was not fetched, or has expired")
-
-    async def fresh(self) -> None:
-        """Have a token that lasts at least `RENEW_BEFORE` more seconds, fetching one if not."""
-        if self._token and time.monotonic() < self._expires - RENEW_BEFORE:
-            return
-        task = self._fetching
-        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
-            task = self._fetching = asyncio.create_task(self._fetch())
-        # A send that gives up (its own deadline) does not cancel the fetch the others wait for.
-        await asyncio.shield(task)
 
     async def _fetch(self) -> None:
         try:
@@ -132,43 +133,45 @@ def _seconds(value: Any) -> float:
         return 0.0
 
 
-class KeptCredentials(AppCredentials):  # type: ignore[misc]
-    """What the library signs requests with: the token `BotToken` keeps, read without I/O."""
+class ManagedIdentityToken(BotToken):
+    """The token of a user-assigned managed identity (`MICROSOFT_APP_TYPE=UserAssignedMSI`, the
+    app id being the identity's client id), from the host's identity endpoint through MSAL."""
 
-    def __init__(self, token: BotToken) -> None:
-        super().__init__(app_id=token.app_id, oauth_scope=token.scope)
-        self.token = token
+    def __init__(self, client_id: str) -> None:
+        super().__init__(client_id, "", tenant=None)
+        self.url = "the host's managed identity endpoint"
+        self._client = msal.ManagedIdentityClient(
+            msal.UserAssignedManagedIdentity(client_id=client_id), http_client=_Session()
+        )
 
-    def get_access_token(self, force_refresh: bool = False) -> str:
-        return self.token.current()
-
-
-class Credentials(ServiceClientCredentialsFactory):  # type: ignore[misc]
-    """The library's credentials factory, handing out `KeptCredentials`, one `BotToken` per scope."""
-
-    def __init__(self, app_id: str, password: str, *, tenant: str | None, login_url: str | None) -> None:
-        self.app_id = app_id
-        self._password = password
-        self.tenant = tenant
-        self.login_url = login_url or LOGIN_URL
-        self._tokens: dict[str, BotToken] = {}
-
-    async def is_valid_app_id(self, app_id: str) -> bool:
-        return bool(self.app_id) and app_id == self.app_id
-
-    async def is_authentication_disabled(self) -> bool:
-        return not self.app_id
-
-    async def create_credentials(
-        self, app_id: str, oauth_scope: str, login_endpoint: str, validate_authority: bool
-    ) -> AppCredentials:
-        if not self.app_id:  # the Emulator's mode: nothing to sign with
-            return MicrosoftAppCredentials.empty()
-        if app_id != self.app_id:
-            raise PermissionError("a token for another app")
-        scope = oauth_scope or SCOPE
-        if scope not in self._tokens:
-            self._tokens[scope] = BotToken(
-                self.app_id, self._password, tenant=self.tenant, scope=scope, login_url=self.login_url
+    async def _ask(self) -> None:
+        started = time.monotonic()
+        try:
+            # MSAL is synchronous: in a thread, so that the event loop goes on meanwhile.
+            answer = await asyncio.wait_for(
+                asyncio.to_thread(self._client.acquire_token_for_client, resource=SCOPE), timeout=TIMEOUT
             )
-        return KeptCredentials(self._tokens[scope])
+        except (TimeoutError, requests.RequestException, OSError, ValueError) as error:
+            log.warning("the managed identity's token could not be fetched: %s", type(error).__name__)
+            raise TokenUnavailable(
+                f"the managed identity endpoint could not be reached ({type(error).__name__})"
+            ) from None
+        token, lasts = answer.get("access_token"), answer.get("expires_in")
+        if isinstance(token, str) and token and _seconds(lasts) > 0:
+            self._token, self._expires = token, started + _seconds(lasts)
+            return
+        code = str(answer.get("error") or "no token")[:64]
+        log.warning("the managed identity endpoint answered %s for the bot's Teams token", code)
+        raise TokenRefused(
+            f"the managed identity gave no token ({code}) — check that MICROSOFT_APP_ID is the client id "
+            "of the user-assigned identity attached to this host"
+        )
+
+
+class _Session(requests.Session):
+    """MSAL's HTTP client: never without a deadline, never following a redirect elsewhere."""
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", TIMEOUT)
+        kwargs["allow_redirects"] = False
+        return super().request(*args, **kwargs)
