@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# Teams moved from botbuilder to the Microsoft 365 Agents SDK: an older .venv drops the old SDK.
+	@$(BIN)/python -m pip uninstall --quiet --yes botbuilder-core botbuilder-integration-aiohttp \
+		botbuilder-schema botframework-connector botframework-streaming msrest >/dev/null 2>&1 || true
 	@touch $(STAMP)
 
 ## run: migrate the database (SQLite file touchline.db unless DATABASE_URL says otherwise) and start Touchline;

@@ -36,10 +36,8 @@ async def main(
     db = Database.from_url(url)
     ctx = Context(db=db, org=Organisation.model_validate(ORG))
     client = AsyncWebClient(token="xoxb-fanout", base_url=slack_api, timeout=10)
-    platforms: dict[str, Platform] = {
-        "slack": SlackPlatform(client),
-        "teams": TeamsPlatform(TeamsApp(ctx, app_id=None, password=None, emulator=True)),
-    }
+    teams = TeamsApp(ctx, app_id=None, password=None, emulator=True)
+    platforms: dict[str, Platform] = {"slack": SlackPlatform(client), "teams": TeamsPlatform(teams)}
     pacer = Pacer({p: ([tuple(w) for w in c], [tuple(w) for w in a]) for p, (c, a) in limits.items()})  # type: ignore[misc]
     worker = DeliveryWorker(db, platforms, lease=timedelta(seconds=lease), pacer=pacer, concurrency=slots)
     stop = asyncio.Event()
@@ -51,6 +49,7 @@ async def main(
             break
     stop.set()
     await running
+    await teams.close()
     db.dispose()
     used = os.times()
     print(f"worker-rss-mb {_rss_mb():.0f}", flush=True)

@@ -320,6 +320,8 @@ class Touchline:
         """Let go of the platforms' connections."""
         if self.slack is not None:
             await self.slack.close()
+        if self.teams is not None:
+            await self.teams.close()
 
     async def _keep_fresh(self, stop: asyncio.Event) -> None:
         assert self.slack is not None

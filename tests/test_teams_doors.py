@@ -382,8 +382,16 @@ def test_a_request_signed_with_the_bot_framework_s_keys_is_taken_and_others_are_
                         {"iss": "https://api.botframework.com", "aud": APP_ID}, "k" * 32, algorithm="HS256"
                     ),
                 ]
+                claims = {"iss": "https://api.botframework.com", "aud": APP_ID, "serviceurl": service}
+                forged.append(jwt.encode({**claims, "exp": int(time.time()) + 600}, "", algorithm="none"))
                 for token in forged:
                     assert (await world.send(body, {"Authorization": f"Bearer {token}"}))[0] == 401
+                signed = microsoft.token(app_id=APP_ID, service_url=service)
+                for header in ({}, {"Authorization": signed}, {"Authorization": f"Basic {signed}"}):
+                    assert (await world.send(body, header))[0] == 401
+                # Teams' key, signing for another channel than the one it is endorsed for.
+                elsewhere = {**body, "channelId": "webchat"}
+                assert (await world.send(elsewhere, {"Authorization": f"Bearer {signed}"}))[0] == 401
                 assert rows(world.ctx.db, Conversation) == []
                 signed = microsoft.token(app_id=APP_ID, service_url=service)
                 assert (await world.send(body, {"Authorization": f"Bearer {signed}"}))[0] in (200, 201)
@@ -673,3 +681,20 @@ def test_with_a_user_assigned_managed_identity_the_bot_signs_with_the_identity_s
             assert len(microsoft.issued) == 1
 
     asyncio.run(main())
+
+
+def test_the_kind_of_bot_registration_is_checked_at_start_and_said(tmp_path: Path) -> None:
+    base = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'touchline.db'}",
+        "TOUCHLINE_CONFIG": str(ROOT / "app.yaml"),
+        "MICROSOFT_APP_ID": APP_ID,
+    }
+    one_tenant = run_cli(
+        "check", env={**base, "MICROSOFT_APP_PASSWORD": "x" * 20, "MICROSOFT_APP_TYPE": "SingleTenant"}
+    )
+    said = one_tenant.stdout + one_tenant.stderr
+    assert one_tenant.returncode != 0 and "needs MICROSOFT_APP_TENANT_ID" in said and "x" * 20 not in said
+    identity = run_cli("check", env={**base, "MICROSOFT_APP_TYPE": "UserAssignedMSI"})
+    assert identity.returncode == 0 and "user-assigned managed identity" in identity.stdout
+    unknown = run_cli("check", env={**base, "MICROSOFT_APP_TYPE": "Whatever"})
+    assert unknown.returncode != 0 and "MICROSOFT_APP_TYPE" in unknown.stdout + unknown.stderr

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from bot.config import Environment, parse_organisation_text
 from bot.platform import DeliveryError
 from bot.server import Touchline
-from handlers import setup
+from handlers import conversations, setup
 from handlers.context import Context
 from handlers.ui import Card
 from storage.database import Database
@@ -289,3 +289,35 @@ def test_a_channel_made_after_the_install_is_a_place_to_post_to_at_once(tctx: Co
         assert general.name == "General"  # the event came in General, about another channel
 
     run(tctx, scenario)
+
+
+def test_a_team_remembered_before_the_agents_sdk_still_opens_chats_in_its_tenant(tctx: Context) -> None:
+    """References stored by botbuilder kept the tenant, if at all, as `conversation.tenantID`."""
+
+    async def scenario(world: TeamsWorld) -> None:
+        old = {
+            "bot": teams_fake.BOT,
+            "conversation": {"isGroup": True, "conversationType": "channel", "id": TEAM, "tenantID": TENANT},
+            "channelId": "msteams",
+            "serviceUrl": world.fake.base_url,
+        }
+        conversations.remember(
+            world.ctx, "teams", TEAM, kind="channel", reference=old, team="Northwind Sales"
+        )
+        conversations.remember_members(world.ctx, "teams", TEAM, [(REP1.aad, REP1.member_id, REP1.name)])
+        world.fake.rosters[TEAM] = [REP1.roster_entry()]
+        await world.touchline.platforms["teams"].send_direct(REP1.aad, Card(title="Hello"), delivery_id=1)
+        [opened] = world.fake.to(REP1.personal, "CREATE")
+        assert opened.activity["tenantId"] == TENANT
+        assert "Hello" in world.texts(REP1.personal)
+
+    run(tctx, scenario)
+
+
+def test_no_bot_framework_sdk_package_is_installed() -> None:
+    """botbuilder-python's support ended on 2025-12-31: the Agents SDK replaces it, not beside it."""
+    import importlib.metadata
+
+    names = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
+    assert not {n for n in names if n.startswith(("botbuilder", "botframework", "msrest"))}
+    assert {"microsoft-agents-hosting-aiohttp", "microsoft-agents-authentication-msal"} <= names

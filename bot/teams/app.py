@@ -517,9 +517,9 @@ class TeamsApp:
         (and its clients) around each of a fan-out's messages for nothing."""
         self._checked(reference)
         where = _conversation_reference(reference)
+        # A stored reference names no activity: the post is a new message (a new thread in a
+        # channel), not a reply.
         activity.apply_conversation_reference(where)
-        # A new message (a new thread in a channel), not a reply (the SDK types it as a string).
-        activity.reply_to_id = None  # type: ignore[assignment]
         client = await self.connectors.client(str(where.service_url))
         response = await client.conversations.send_to_conversation(where.conversation.id, activity)
         return str(response.id or "")
@@ -529,7 +529,6 @@ class TeamsApp:
         where = _conversation_reference(reference)
         activity.apply_conversation_reference(where)
         activity.id = message_id
-        activity.reply_to_id = None  # type: ignore[assignment]
         client = await self.connectors.client(str(where.service_url))
         await client.conversations.update_activity(where.conversation.id, message_id, activity)
 
@@ -661,12 +660,13 @@ def _reply_activity(reply: Reply) -> Activity:
         if reply.text:
             content["body"].insert(1, {"type": "TextBlock", "text": cards.escape(reply.text), "wrap": True})
         return Activity(type=ActivityTypes.message, attachments=[cards.attachment(content)])
-    attachments = [cards.attachment(cards.card(reply.card))] if reply.card is not None else []
-    return Activity(
-        type=ActivityTypes.message,
-        text=cards.escape(reply.text) if reply.text else None,
-        attachments=attachments,
-    )
+    # Only what the reply has: the Connector is sent the fields set, `null`s included.
+    fields: dict[str, Any] = {}
+    if reply.text:
+        fields["text"] = cards.escape(reply.text)
+    if reply.card is not None:
+        fields["attachments"] = [cards.attachment(cards.card(reply.card))]
+    return Activity(type=ActivityTypes.message, **fields)
 
 
 def _dump(model: Any) -> dict[str, Any]:
