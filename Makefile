@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # tests wait on subprocesses, and two left a 2-core machine a third idle.
 TEST_WORKERS ?= 4
 
-.PHONY: run test explore lint format bench bench-semantic clean
+.PHONY: run test explore lint format bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,17 +48,7 @@ format: $(STAMP)
 
 ## bench: run every benchmark and print its figures
 bench: $(STAMP)
-	@for m in strategy_at_scale objections_at_scale pulse_at_scale digest_at_scale grouping_quality fanout acknowledgement; do echo "== $$m"; $(BIN)/python -m benchmarks.$$m || exit 1; done
-
-## bench-semantic: the grouping benchmark with the semantic extra, in its own .venv-semantic
-# TORCH names the PyTorch to install first: a CPU build, so that pip does not pick a GPU one.
-TORCH ?= torch==2.13.0
-bench-semantic:
-	@test -x .venv-semantic/bin/python || $(PYTHON) -m venv .venv-semantic
-	.venv-semantic/bin/python -m pip install --quiet --upgrade pip
-	.venv-semantic/bin/python -m pip install --quiet '$(TORCH)'
-	.venv-semantic/bin/python -m pip install --quiet -e '.[semantic]'
-	HF_HUB_OFFLINE=1 .venv-semantic/bin/python -m benchmarks.grouping_quality
+	@for m in strategy_at_scale objections_at_scale pulse_at_scale digest_at_scale embedding grouping_quality fanout acknowledgement; do echo "== $$m"; $(BIN)/python -m benchmarks.$$m || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from bot.config import ConfigError, Environment, Settings
+from bot.config import Environment, Settings
 from handlers import setup
 from handlers.context import Context, utcnow
 from storage.database import Database, ensure_migrated
@@ -62,10 +62,11 @@ def build_context(settings: Settings, *, clock: Callable[[], datetime] = utcnow)
     if settings.org.objections.grouping == "semantic":
         from handlers import semantic
 
-        if not semantic.available():
-            raise ConfigError(
-                f"{settings.config_path}: objections.grouping is semantic, but the semantic extra is not "
-                "installed here: pip install '.[semantic]' (or set grouping: words)."
+        if (problem := semantic.problem()) is not None:
+            # Not a reason to stay down: objections are grouped by their words meanwhile.
+            log.warning(
+                "objections.grouping is semantic, but the model could not load (%s): grouping by words",
+                problem,
             )
     db = Database.from_url(settings.env.database_url)
     try:

@@ -10,6 +10,7 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from handlers import grouping
 from handlers.organisation import (
     ROLES,
     Organisation,
@@ -316,6 +317,7 @@ def summary(settings: Settings) -> str:
     lines.append(f"  surveys: {', '.join(org.surveys) or 'none'}")
     lines.append(f"  digest: {'to ' + ', '.join(org.digest.recipients) if org.digest else 'none'}")
     lines.append(f"  objection themes: {', '.join(org.objections.themes) or 'none'}")
+    lines.append(f"  objection grouping: {grouping.described(org.objections.grouping)}")
     lines.append(f"  known competitors: {', '.join(org.objections.competitors) or 'none'}")
     if env.slack_configured:
         how = (

@@ -1,5 +1,5 @@
-"""How objections are grouped into themes by what they say: word overlap by default, or a
-sentence-embedding model with the `semantic` extra. Both sit behind one small interface.
+"""How objections are grouped into themes by what they say: word overlap, or meaning (a
+sentence-embedding model that comes with the install). Both sit behind one small interface.
 
 A theme keeps a profile, a running summary of its objections; a new objection joins the
 theme whose profile it resembles most, if it resembles it enough (`threshold`).
@@ -79,9 +79,23 @@ def _norm(values: tuple[float, ...]) -> float:
 
 
 def grouper_named(name: str) -> Grouper:
-    """The grouper `objections.grouping` in app.yaml asks for."""
+    """The grouper `objections.grouping` in app.yaml asks for; words where the model cannot load
+    (`touchline check` and the log at start say why)."""
     if name == "semantic":
-        from handlers.semantic import SentenceGrouper
+        from handlers import semantic
 
-        return SentenceGrouper()
+        if semantic.available():
+            return semantic.SentenceGrouper()
     return WordGrouper()
+
+
+def described(name: str) -> str:
+    """How objections are grouped here, for `touchline check`."""
+    if name != "semantic":
+        return "by shared words (objections.grouping: words)"
+    from handlers import semantic
+
+    problem = semantic.problem()
+    if problem is None:
+        return "by meaning (all-MiniLM-L6-v2, run locally)"
+    return f"by shared words: the model could not load ({problem})"

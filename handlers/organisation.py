@@ -281,8 +281,8 @@ class Objections(Strict):
     products: Choices = []
     deal_stages: Choices = ["Prospecting", "Discovery", "Demo", "Proposal", "Negotiation", "Renewal"]
     deal_sizes: Choices = ["< 25k", "25k-100k", "100k-500k", "> 500k"]
-    # How objections without a cue word find their theme: shared words, or meaning with the
-    # semantic extra (pip install '.[semantic]').
+    # How objections without a cue word find their theme: shared words, or meaning (a local
+    # sentence-embedding model, installed with Touchline).
     grouping: Literal["words", "semantic"] = "words"
     # Objections older than this many months are deleted (none, when not set).
     keep_for_months: int | None = Field(default=None, ge=1, le=1200)

