@@ -1,6 +1,6 @@
 """How well objections are grouped into themes, against a labelled set written for the purpose.
 
-    .venv/bin/python -m benchmarks.grouping_quality [--grouping words|semantic|all]
+    .venv/bin/python -m benchmarks.grouping_quality [--grouping words|semantic|all] [--examples FILE]
 
 Each of the 161 objections in benchmarks/data/objections_labeled.csv (16 themes) is logged
 through `/objection`, in one fixed shuffled order, into a fresh database with the shipped
@@ -9,9 +9,11 @@ Rand index (1 = the same grouping, 0 = no better than chance). The shipped setti
 as they are: nothing is tuned per run. "with the taxonomy" uses app.yaml's cue words as
 shipped; "found only" drops them, to show what grouping by text alone achieves.
 
-The two thresholds (WordGrouper 0.25, SentenceGrouper 0.40) were chosen once, on the first
-five objections of each theme; "held out" reports the other objections alone, which played
-no part in that choice.
+The two thresholds (WordGrouper 0.25, SentenceGrouper 0.35) were chosen once, on the first
+five objections of each theme (SentenceGrouper's with `--examples
+benchmarks/data/theme_examples.yaml`); "held out" reports the other objections alone, which
+played no part in that choice. `--examples` adds example sentences to app.yaml's themes, as
+`objections.themes` may carry them ({cues, examples}).
 """
 
 from __future__ import annotations
@@ -65,12 +67,23 @@ def labelled(*, held_out: bool = False) -> list[dict[str, str]]:
     return rows
 
 
-def evaluate(grouping: str, *, taxonomy: bool, held_out: bool = False) -> tuple[float, int]:
+def evaluate(
+    grouping: str, *, taxonomy: bool, held_out: bool = False, examples: Path | None = None
+) -> tuple[float, int]:
     rows = labelled(held_out=held_out)
     config = yaml.safe_load((ROOT / "app.yaml").read_text(encoding="utf-8"))
     config["objections"]["grouping"] = grouping
     if not taxonomy:
         config["objections"]["themes"] = {}
+    if examples is not None:
+        taught = yaml.safe_load(examples.read_text(encoding="utf-8"))
+        cues = config["objections"]["themes"]
+        config["objections"]["themes"] = {
+            **{key: {"cues": list(words), "examples": []} for key, words in cues.items()},
+            **{
+                key: {"cues": list(cues.get(key, [])), "examples": list(said)} for key, said in taught.items()
+            },
+        }
     with common.database(None, quiet=True) as db:
         ctx = Context(db=db, org=parse_organisation_text(yaml.safe_dump(config)))
         setup.apply(ctx)
@@ -88,6 +101,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     arguments.add_argument("--grouping", choices=["words", "semantic", "all"], default="all")
+    arguments.add_argument(
+        "--examples",
+        type=Path,
+        help="a YAML file of theme -> example sentences, added to app.yaml's themes "
+        "(benchmarks/data/theme_examples.yaml)",
+    )
     args = arguments.parse_args()
     labels = Counter(r["theme"] for r in csv.DictReader(LABELLED.open(encoding="utf-8")))
     print(f"{sum(labels.values())} labelled objections in {len(labels)} themes ({LABELLED.name})")
@@ -97,11 +116,13 @@ def main() -> None:
             from handlers import semantic
 
             if not semantic.available():
-                print("semantic: not installed here (make bench-semantic installs it in .venv-semantic)")
+                print(f"semantic: the model could not load here ({semantic.problem()})")
                 continue
         for taxonomy, held_out in ((True, False), (True, True), (False, False)):
-            ari, found = evaluate(grouping, taxonomy=taxonomy, held_out=held_out)
+            taught = args.examples if taxonomy else None
+            ari, found = evaluate(grouping, taxonomy=taxonomy, held_out=held_out, examples=taught)
             which = ("with the taxonomy" if taxonomy else "found only") + (", held out" if held_out else "")
+            which += " + examples" if taught else ""
             items = len(labelled(held_out=held_out))
             print(f"{grouping:>8}, {which:<28}: adjusted Rand index {ari:.3f} ({found} themes of {items})")
 

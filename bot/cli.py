@@ -233,6 +233,11 @@ def import_command(
         more = f"\n  … and {len(result.problems) - 50} more" if len(result.problems) > 50 else ""
         fail(f"{file}: nothing was loaded; fix these and run it again:\n  " + "\n  ".join(shown) + more)
     typer.echo(f"{file}: {result.loaded} objections loaded, each with its theme.")
+    if result.already:
+        typer.echo(
+            f"{file}: {result.already} rows skipped: the same objection (text, date and rep) "
+            "was there already."
+        )
 
 
 @app.command("forget")

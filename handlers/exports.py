@@ -161,6 +161,7 @@ def acknowledgement_rows(session: Session) -> Iterator[dict[str, Any]]:
 class Imported:
     loaded: int
     problems: list[str]
+    already: int = 0  # rows skipped: the same objection was there already (imported before)
 
 
 def import_objections(
@@ -221,7 +222,17 @@ def import_objections(
     if problems:
         return Imported(0, problems)
     with ctx.db.session() as session:
+        # The same file imported again adds nothing: a row is already there when an objection
+        # with the same text, day and rep is (a row without a date: on any day), as many times
+        # as it is there: a file may hold the same words twice, from two customers.
+        there = _already_there(session, [row["text"].strip() for row, _, _ in ready])
+        skipped = 0
         for row, when, reporter in ready:
+            key = (row["text"].strip(), when if row.get("date") else None, reporter)
+            if there.get(key, 0) > 0:
+                there[key] -= 1
+                skipped += 1
+                continue
 
             def cell(column: str, row: Mapping[str, str] = row) -> str | None:
                 return (row.get(column) or "").strip() or None
@@ -238,16 +249,43 @@ def import_objections(
                 deal_size=cell("deal_size"),
                 severity=cell("severity") or "medium",
             )
-            theme = themes.assign(session, ctx, objection.text, hint=objection.competitor or "", now=when)
+            named, about = objections.competitor_in(objection.text, taxonomy.competitors)
+            objection.competitor = objection.competitor or named
+            theme = themes.assign(
+                session, ctx, about, hint="competitor" if objection.competitor else "", now=when
+            )
             objection.theme_id = theme.id
             objection.group_id = objections.group_for(session, objection, when)
             session.add(objection)
             session.flush()
             objection.group_id = objection.group_id or objection.id
         audit.record(
-            session, at=ctx.now(), actor_id=None, action="objection.import", source=source, rows=len(ready)
+            session,
+            at=ctx.now(),
+            actor_id=None,
+            action="objection.import",
+            source=source,
+            rows=len(ready) - skipped,
+            already=skipped,
         )
-    return Imported(len(ready), [])
+    return Imported(len(ready) - skipped, [], already=skipped)
+
+
+def _already_there(
+    session: Session, texts: Sequence[str]
+) -> dict[tuple[str, datetime | None, int | None], int]:
+    """How many objections of these texts there are already, by (text, time, rep) and by (text,
+    any time, rep)."""
+    found: dict[tuple[str, datetime | None, int | None], int] = {}
+    distinct = sorted(set(texts))
+    for start in range(0, len(distinct), 500):  # within every database's limit of bound values
+        chunk = distinct[start : start + 500]
+        query = select(Objection.text, Objection.created_at, Objection.reporter_id)
+        for text, created, reporter in session.exec(query.where(col(Objection.text).in_(chunk))):
+            when = (created if created.tzinfo is not None else created.replace(tzinfo=UTC)).astimezone(UTC)
+            for key in ((text, when, reporter), (text, None, reporter)):
+                found[key] = found.get(key, 0) + 1
+    return found
 
 
 def _people(ctx: Context) -> dict[str, int]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -177,13 +178,18 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
         setattr(objection, name, clean[name])
     objection.severity = clean["severity"] or "medium"
     objection.confidential = bool(clean["confidential"])
+    # A competitor the text names is the objection's competitor, not what it is about: "too
+    # expensive vs Acme" is a price objection, competitor Acme.
+    named, about = competitor_in(clean["text"], ctx.org.objections.competitors)
+    if named and not objection.competitor:
+        objection.competitor = named
     theme: themes.Assigned | None = None
     if rethink:
         theme = themes.assign(
             session,
             ctx,
-            clean["text"],
-            hint=clean["competitor"] or "",
+            about,
+            hint="competitor" if objection.competitor else "",
             confidential=objection.confidential,
             now=now,
         )
@@ -233,6 +239,23 @@ _WRITE = insert(Objection).returning(col(Objection.id))
 _FOUNDS = (
     update(Objection).where(col(Objection.id) == bindparam("objection")).values(group_id=col(Objection.id))
 )
+
+
+_VERSUS = re.compile(r"\b(?:vs\.?|versus|against)\s+([A-Z][\w&.-]{1,40}(?:\s+[A-Z][\w&.-]{1,40})?)")
+
+
+def competitor_in(text: str, known: Sequence[str]) -> tuple[str | None, str]:
+    """The competitor a text names (one app.yaml lists, by its name as a whole word in any case,
+    or a capitalised name after "vs", "versus" or "against"), and the text with that name said
+    as "competitor", which is what its theme is found from."""
+    for name in sorted(known, key=len, reverse=True):
+        pattern = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
+        if pattern.search(text):
+            return name, pattern.sub("competitor", text)
+    if found := _VERSUS.search(text):
+        name = found.group(1).rstrip(".")
+        return name[:100], text[: found.start(1)] + "competitor" + text[found.start(1) + len(name) :]
+    return None, text
 
 
 def group_for(session: Session, objection: Objection, now: datetime) -> int | None:

@@ -274,8 +274,11 @@ Choices = Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], B
 class Objections(Strict):
     """The objection taxonomy and the choices the full objection form offers."""
 
-    # theme name -> cue words that suggest it ("price": [expensive, budget, ...])
+    # theme name -> cue words that suggest it ("price": [expensive, budget, ...]); or, to teach
+    # the grouping by meaning as well, {cues: [...], examples: ["sentences a customer would say"]}
     themes: dict[Key, Choices] = {}
+    # theme name -> its example sentences (from the second form above; read, not written)
+    examples: dict[Key, list[Annotated[str, Field(min_length=1, max_length=500)]]] = {}
     competitors: Choices = []
     segments: Choices = ["SMB", "Mid-market", "Enterprise", "Public sector"]
     products: Choices = []
@@ -286,6 +289,27 @@ class Objections(Strict):
     grouping: Literal["words", "semantic"] = "words"
     # Objections older than this many months are deleted (none, when not set).
     keep_for_months: int | None = Field(default=None, ge=1, le=1200)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _themes_with_examples(cls, data: Any) -> Any:
+        """A theme given as {cues, examples} is its cue words in `themes` and its sentences in
+        `examples`; a theme given as a list is cue words alone, as it always was."""
+        if not isinstance(data, dict) or not isinstance(data.get("themes"), dict) or "examples" in data:
+            return data
+        cues: dict[Any, Any] = {}
+        examples: dict[Any, Any] = {}
+        for key, entry in data["themes"].items():
+            if isinstance(entry, dict):
+                unknown = sorted(set(entry) - {"cues", "examples"})
+                if unknown:
+                    raise ValueError(f"theme {key}: {', '.join(map(str, unknown))} is not cues or examples")
+                cues[key] = entry.get("cues") or []
+                if entry.get("examples"):
+                    examples[key] = entry["examples"]
+            else:
+                cues[key] = entry
+        return {**data, "themes": cues, "examples": examples}
 
 
 Rate = Annotated[tuple[int, float], BeforeValidator(parse_rate)]

@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -123,7 +124,15 @@ def assign(
     chosen = next((t.id for t in themes if str(t.id) == cued), None)
     if chosen is None:
         profiles = _profiles(session, themes)
-        scored = [(grouper.similarity(text, profiles[t.id]), t.id) for t in themes if profiles.get(t.id)]
+        taught = _taught(grouper.name, _examples(ctx))
+        scored = []
+        for t in themes:
+            # Like the theme's objections so far, or like the sentences app.yaml gives as its examples.
+            score = grouper.similarity(text, profiles[t.id]) if profiles.get(t.id) else 0.0
+            if t.key in taught:
+                score = max(score, grouper.similarity(text, taught[t.key]))
+            if score > 0:
+                scored.append((score, t.id))
         best = max(scored, key=lambda pair: pair[0], default=None)
         if best is not None and best[0] >= grouper.threshold:
             chosen = best[1]
@@ -146,6 +155,20 @@ def assign(
     if (held := session.identity_map.get(identity_key(Theme, chosen))) is not None:
         session.expire(held)
     return assigned
+
+
+def _examples(ctx: Context) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((key, tuple(sentences)) for key, sentences in sorted(ctx.org.objections.examples.items()))
+
+
+@lru_cache(maxsize=4)
+def _taught(
+    grouper_name: str, examples: tuple[tuple[str, tuple[str, ...]], ...]
+) -> dict[str, dict[str, Any]]:
+    """Each taxonomy theme's examples as a profile of the grouper's, made once per process and
+    app.yaml (a second of the model's time for a hundred sentences)."""
+    grouper = grouping.grouper_named(grouper_name)
+    return {key: grouper.absorb({}, list(sentences)) for key, sentences in examples if sentences}
 
 
 class Assigned(NamedTuple):

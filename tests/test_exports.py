@@ -211,3 +211,21 @@ def test_every_csv_touchline_writes_makes_formulas_inert(files: dict[str, str]) 
     assert [t[:1] for t in texts] == ["'"] * len(said) and [t[1:] for t in texts] == [s.strip() for s in said]
     code, json_out, _ = cli(files, "export", "objections", "--format", "json")
     assert json.loads(json_out)[0]["text"] == said[0]  # JSON keeps the words as said
+
+
+def test_importing_the_same_file_again_adds_nothing_and_says_so(files: dict[str, str]) -> None:
+    history = Path(files["dir"]) / "history.csv"
+    history.write_text(
+        "text,date,rep\nToo expensive,2026-09-14,rep1\nToo expensive,2026-09-14,rep1\n"
+        "Too expensive,2026-09-15,rep1\nNo SSO,,\n"
+    )
+    code, out, err = cli(files, "import", "objections", str(history))
+    assert code == 0 and "4 objections loaded" in out, err
+    code, out, err = cli(files, "import", "objections", str(history))
+    assert code == 0 and "0 objections loaded" in out and "4 rows skipped" in out, err
+    # One more row in the file: only it is new (the same words on another day are another objection).
+    history.write_text(history.read_text() + "Too expensive,2026-09-16,rep1\n")
+    code, out, err = cli(files, "import", "objections", str(history))
+    assert code == 0 and "1 objections loaded" in out and "4 rows skipped" in out, err
+    code, out, _ = cli(files, "export", "objections", "--format", "json")
+    assert sorted(o["text"] for o in json.loads(out)) == ["No SSO"] + ["Too expensive"] * 4

@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from bot.config import parse_organisation_text
 from handlers import directory, inbound, minilm, setup
 from handlers.context import Context
 from storage.database import Database
-from storage.models import Objection
+from storage.models import Objection, Theme
 from tests.cli import run_cli
 from tests.conftest import ROOT
 from tests.fakes import rows
@@ -70,3 +71,32 @@ def test_touchline_check_says_how_objections_are_grouped(tmp_path: Path) -> None
     done = run_cli("check", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "objection grouping: by meaning (all-MiniLM-L6-v2, run locally)" in done.stdout
+
+
+def test_a_theme_s_example_sentences_in_app_yaml_teach_it_what_it_is_about(db: Database) -> None:
+    config = yaml.safe_load((ROOT / "app.yaml").read_text(encoding="utf-8"))
+    config["objections"]["grouping"] = "semantic"
+    config["objections"]["themes"] = {
+        "price": ["price", "expensive"],
+        "login": {
+            "cues": ["sso"],
+            "examples": ["Staff must sign in with their company accounts", "We need SAML with Okta"],
+        },
+    }
+    org = parse_organisation_text(yaml.safe_dump(config))
+    assert org.objections.themes["login"] == ["sso"] and len(org.objections.examples["login"]) == 2
+    ctx = Context(db=db, org=org)
+    setup.apply(ctx)
+    rep = directory.console_actor(ctx, "jonas")
+    inbound.command(ctx, rep, "objection", "Employees have to log in with their work accounts")  # no cue word
+    [objection] = rows(db, Objection)
+    themes = {t.id: t.key for t in rows(db, Theme)}
+    assert themes[objection.theme_id] == "login"
+
+
+def test_a_theme_with_something_else_than_cues_and_examples_is_refused_by_name() -> None:
+    config = yaml.safe_load((ROOT / "app.yaml").read_text(encoding="utf-8"))
+    config["objections"]["themes"] = {"login": {"cues": ["sso"], "sentences": ["x"]}}
+    with pytest.raises(Exception) as refused:
+        parse_organisation_text(yaml.safe_dump(config))
+    assert "theme login: sentences is not cues or examples" in str(refused.value)
