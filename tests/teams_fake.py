@@ -194,6 +194,8 @@ class FakeConnector:
 
     async def paged_members(self, request: web.Request) -> web.Response:
         team = urllib.parse.unquote(request.match_info["conversation"])
+        if team in self.redirects:
+            return web.Response(status=307, headers={"Location": self.redirects[team]})
         if int(request.query.get("pageSize") or 0) > 500:  # Teams gives at most 500 a page
             return web.json_response({"error": {"code": "BadArgument", "message": "pageSize"}}, status=400)
         everyone = self.rosters.get(team, [])

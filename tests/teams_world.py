@@ -11,12 +11,14 @@ from typing import Any
 
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 
 from bot.config import Environment
 from bot.delivery import DeliveryWorker
 from bot.server import Touchline
 from handlers.context import Context
-from tests import teams_fake
+from tests import slack_fake, teams_fake
+from tests.slack_world import World
 from tests.teams_fake import FakeConnector, Sent, User
 
 
@@ -115,3 +117,35 @@ async def teams_world(ctx: Context, env: Environment | None = None) -> AsyncIter
         finally:
             await server.close()
         assert fake.invalid == [], fake.invalid  # every card Touchline sent is a valid Adaptive Card 1.5
+
+
+@asynccontextmanager
+async def beside_slack(ctx: Context) -> AsyncIterator[tuple[World, TeamsWorld]]:
+    """Touchline on Slack (its credentials, a fake Slack) and on Teams (the Emulator's mode, a fake
+    Connector), two servers on one database as two replicas would be: the Emulator's mode never
+    runs beside Slack's credentials, and Teams with credentials would need Microsoft's login."""
+    async with slack_fake.fake_slack() as slack, teams_fake.fake_connector() as connector:
+        env = Environment(
+            slack_bot_token=SecretStr(slack_fake.TOKEN),
+            slack_signing_secret=SecretStr(slack_fake.SECRET),
+            slack_api_url=slack.base_url,
+        )
+        on_slack_side = Touchline.build(ctx, env)
+        on_teams_side = Touchline.build(ctx, Environment(teams_emulator=True))
+        servers = [TestServer(t.web_app(), host="127.0.0.1", port=0) for t in (on_slack_side, on_teams_side)]
+        for server in servers:
+            await server.start_server()
+        try:
+            async with ClientSession() as http:
+                on_slack = World(
+                    ctx, on_slack_side, slack, f"http://127.0.0.1:{servers[0].port}/slack/events", http
+                )
+                on_teams = TeamsWorld(
+                    ctx, on_teams_side, connector, f"http://127.0.0.1:{servers[1].port}/api/messages", http
+                )
+                yield on_slack, on_teams
+        finally:
+            await on_slack_side.close()
+            for server in servers:
+                await server.close()
+        assert slack.invalid == [] and connector.invalid == []

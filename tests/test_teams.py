@@ -21,8 +21,8 @@ from handlers.context import Context
 from storage.database import Database
 from storage.models import Acknowledgement, Conversation, Decision, InboundEvent, Objection, Outbox
 from tests.fakes import Clock, rows
-from tests.teams_fake import User, fake_connector
-from tests.teams_world import TeamsWorld, teams_world
+from tests.teams_fake import User
+from tests.teams_world import TeamsWorld, beside_slack, teams_world
 
 LEAD = User("0d1e4c6a-1111-4b9e-9e9f-73e0c02bf4ea", "Lena Leader")
 REP1 = User("0d1e4c6a-2222-4b9e-9e9f-73e0c02bf4ea", "Rita Rep")
@@ -227,13 +227,6 @@ def test_installing_the_bot_records_the_team_s_channel_for_app_yaml(tctx: Contex
 def test_one_announcement_reaches_slack_and_teams_and_counts_acknowledgements_from_both(
     db: Database, clock: Clock
 ) -> None:
-    from aiohttp import ClientSession
-    from aiohttp.test_utils import TestServer
-
-    from bot.server import Touchline
-    from tests import slack_fake
-    from tests.slack_world import World
-    from tests.teams_world import TeamsWorld
 
     slack_rep, slack_channel = "U0SLACKREP1", "C0SALESEMEA"
     org = f"""\
@@ -249,56 +242,28 @@ audiences:
     ctx = Context(db=db, org=parse_organisation_text(org), clock=clock)
     setup.apply(ctx)
 
-    # Two Touchlines on one database, as two replicas would be: the Emulator's mode (TEAMS_EMULATOR)
-    # never runs beside Slack's credentials, and Teams with credentials would need Microsoft's login.
     async def main() -> None:
-        async with slack_fake.fake_slack() as slack, fake_connector() as teams_connector:
-            env = Environment(
-                slack_bot_token=SecretStr(slack_fake.TOKEN),
-                slack_signing_secret=SecretStr(slack_fake.SECRET),
-                slack_api_url=slack.base_url,
-            )
-            touchline = Touchline.build(ctx, env)
-            on_teams_side = Touchline.build(ctx, Environment(teams_emulator=True))
-            server = TestServer(touchline.web_app(), host="127.0.0.1", port=0)
-            teams_server = TestServer(on_teams_side.web_app(), host="127.0.0.1", port=0)
-            await server.start_server()
-            await teams_server.start_server()
-            base = f"http://127.0.0.1:{server.port}"
-            try:
-                async with ClientSession() as http:
-                    on_slack = World(ctx, touchline, slack, f"{base}/slack/events", http)
-                    on_teams = TeamsWorld(
-                        ctx,
-                        on_teams_side,
-                        teams_connector,
-                        f"http://127.0.0.1:{teams_server.port}/api/messages",
-                        http,
-                    )
-                    await on_teams.install(REP2, TEAM, [REP2])
-                    await on_slack.command("strategy", "", "U0LEAD00001")
-                    view = await on_slack.opened(1)
-                    await on_slack.submit(view, "U0LEAD00001", {**DECISION, "audiences": ["emea"]})
-                    await on_slack.deliver()
-                    await on_teams.deliver()
-                    [slack_post] = slack.called("chat.postMessage")
-                    teams_post = on_teams.latest(TEAM)
-                    assert slack_post["channel"] == slack_channel
-                    assert "acknowledged by 0 of 2" in json.dumps(slack_post["blocks"])
-                    assert "acknowledged by 0 of 2" in json.dumps(teams_post.cards())
+        async with beside_slack(ctx) as (on_slack, on_teams):
+            slack, teams_connector = on_slack.fake, on_teams.fake
+            await on_teams.install(REP2, TEAM, [REP2])
+            await on_slack.command("strategy", "", "U0LEAD00001")
+            view = await on_slack.opened(1)
+            await on_slack.submit(view, "U0LEAD00001", {**DECISION, "audiences": ["emea"]})
+            await on_slack.deliver()
+            await on_teams.deliver()
+            [slack_post] = slack.called("chat.postMessage")
+            teams_post = on_teams.latest(TEAM)
+            assert slack_post["channel"] == slack_channel
+            assert "acknowledged by 0 of 2" in json.dumps(slack_post["blocks"])
+            assert "acknowledged by 0 of 2" in json.dumps(teams_post.cards())
 
-                    await on_slack.press("strategy.ack", "1", slack_rep)
-                    await on_slack.settled()
-                    await on_teams.press(REP2, teams_post, 1)
-                    await on_slack.deliver()
-                    await on_teams.deliver()
-                    assert "acknowledged by 2 of 2" in json.dumps(slack.called("chat.update")[-1]["blocks"])
-                    assert "acknowledged by 2 of 2" in json.dumps(teams_connector.to(TEAM, "PUT")[-1].cards())
-            finally:
-                await touchline.close()
-                await server.close()
-                await teams_server.close()
-            assert slack.invalid == [] and teams_connector.invalid == []
+            await on_slack.press("strategy.ack", "1", slack_rep)
+            await on_slack.settled()
+            await on_teams.press(REP2, teams_post, 1)
+            await on_slack.deliver()
+            await on_teams.deliver()
+            assert "acknowledged by 2 of 2" in json.dumps(slack.called("chat.update")[-1]["blocks"])
+            assert "acknowledged by 2 of 2" in json.dumps(teams_connector.to(TEAM, "PUT")[-1].cards())
 
     asyncio.run(main())
 

@@ -8,22 +8,18 @@ import json
 
 import pytest
 from aiohttp import ClientSession
-from aiohttp.test_utils import TestServer
-from pydantic import SecretStr
 
-from bot.config import Environment, parse_organisation_text
+from bot.config import parse_organisation_text
 from bot.platform import DeliveryError
-from bot.server import Touchline
 from handlers import conversations, setup
 from handlers.context import Context
 from handlers.ui import Card
 from storage.database import Database
-from storage.models import Conversation, Objection
-from tests import slack_fake, teams_fake
+from storage.models import AudienceMember, Conversation, Objection
+from tests import teams_fake
 from tests.fakes import Clock, rows
-from tests.slack_world import World
 from tests.teams_fake import TENANT, User, fake_connector
-from tests.teams_world import TeamsWorld
+from tests.teams_world import TeamsWorld, beside_slack
 from tests.test_teams import DECISION, LEAD, REP1, REP2, TEAM, run, tctx
 
 __all__ = ["tctx"]  # the fixture, shared with test_teams.py
@@ -126,66 +122,36 @@ audiences:
     setup.apply(ctx)
 
     async def main() -> None:
-        async with slack_fake.fake_slack() as slack, fake_connector() as connector:
+        async with beside_slack(ctx) as (on_slack, on_teams):
+            slack, connector = on_slack.fake, on_teams.fake
             slack.members["C0SALESEMEA"] = list(slack_ids)
-            env = Environment(
-                slack_bot_token=SecretStr(slack_fake.TOKEN),
-                slack_signing_secret=SecretStr(slack_fake.SECRET),
-                slack_api_url=slack.base_url,
-            )
-            on_slack_side = Touchline.build(ctx, env)
-            on_teams_side = Touchline.build(ctx, Environment(teams_emulator=True))
-            servers = [
-                TestServer(t.web_app(), host="127.0.0.1", port=0) for t in (on_slack_side, on_teams_side)
+            assert on_slack.touchline.slack is not None
+            await on_slack.touchline.slack.people.refresh()
+            connector.channels[TEAM] = [
+                {"id": emea, "name": "Sales EMEA"},
+                {"id": "19:x@thread.tacv2", "name": "Ops"},
             ]
-            for server in servers:
-                await server.start_server()
-            try:
-                async with ClientSession() as http:
-                    on_slack = World(
-                        ctx, on_slack_side, slack, f"http://127.0.0.1:{servers[0].port}/slack/events", http
-                    )
-                    on_teams = TeamsWorld(
-                        ctx,
-                        on_teams_side,
-                        connector,
-                        f"http://127.0.0.1:{servers[1].port}/api/messages",
-                        http,
-                    )
-                    assert on_slack_side.slack is not None
-                    await on_slack_side.slack.people.refresh()
-                    connector.channels[TEAM] = [
-                        {"id": emea, "name": "Sales EMEA"},
-                        {"id": "19:x@thread.tacv2", "name": "Ops"},
-                    ]
-                    await on_teams.install(people[0], TEAM, people)  # Teams says so in General only
-                    await on_slack.command("strategy", "", "U0LEAD00001")
-                    view = await on_slack.opened(1)
-                    await on_slack.submit(
-                        view, "U0LEAD00001", {**DECISION, "audiences": ["slack-emea", "teams-emea"]}
-                    )
-                    await on_slack.deliver()
-                    await on_teams.deliver()
-                    [slack_post] = slack.called("chat.postMessage")
-                    teams_post = on_teams.latest(emea)  # posted in a channel Touchline never heard from
-                    assert "acknowledged by 0 of 5" in json.dumps(slack_post["blocks"])
-                    assert "acknowledged by 0 of 5" in json.dumps(teams_post.cards())
-                    await on_teams.press(people[2], teams_post, 1)
-                    await on_slack.deliver()
-                    await on_teams.deliver()
-                    assert "acknowledged by 1 of 5" in json.dumps(connector.to(emea, "PUT")[-1].cards())
-                    assert "acknowledged by 1 of 5" in json.dumps(slack.called("chat.update")[-1]["blocks"])
-                    # Every channel of the team is a place to post to, named as Teams names it.
-                    places = {
-                        c.address: (c.name, c.team) for c in rows(ctx.db, Conversation) if c.kind == "channel"
-                    }
-                    assert places[emea] == ("Sales EMEA", "Northwind Sales")
-                    assert set(places) == {TEAM, emea, "19:x@thread.tacv2"}
-            finally:
-                await on_slack_side.close()
-                for server in servers:
-                    await server.close()
-            assert slack.invalid == [] and connector.invalid == []
+            await on_teams.install(people[0], TEAM, people)  # Teams says so in General only
+            await on_slack.command("strategy", "", "U0LEAD00001")
+            view = await on_slack.opened(1)
+            await on_slack.submit(
+                view, "U0LEAD00001", {**DECISION, "audiences": ["slack-emea", "teams-emea"]}
+            )
+            await on_slack.deliver()
+            await on_teams.deliver()
+            [slack_post] = slack.called("chat.postMessage")
+            teams_post = on_teams.latest(emea)  # posted in a channel Touchline never heard from
+            assert "acknowledged by 0 of 5" in json.dumps(slack_post["blocks"])
+            assert "acknowledged by 0 of 5" in json.dumps(teams_post.cards())
+            await on_teams.press(people[2], teams_post, 1)
+            await on_slack.deliver()
+            await on_teams.deliver()
+            assert "acknowledged by 1 of 5" in json.dumps(connector.to(emea, "PUT")[-1].cards())
+            assert "acknowledged by 1 of 5" in json.dumps(slack.called("chat.update")[-1]["blocks"])
+            # Every channel of the team is a place to post to, named as Teams names it.
+            places = {c.address: (c.name, c.team) for c in rows(ctx.db, Conversation) if c.kind == "channel"}
+            assert places[emea] == ("Sales EMEA", "Northwind Sales")
+            assert set(places) == {TEAM, emea, "19:x@thread.tacv2"}
 
     asyncio.run(main())
 
@@ -321,3 +287,21 @@ def test_no_bot_framework_sdk_package_is_installed() -> None:
     names = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
     assert not {n for n in names if n.startswith(("botbuilder", "botframework", "msrest"))}
     assert {"microsoft-agents-hosting-aiohttp", "microsoft-agents-authentication-msal"} <= names
+
+
+def test_a_roster_teams_does_not_give_leaves_the_channels_counting_whom_they_counted(tctx: Context) -> None:
+    """A roster answer that is not a roster (a redirect, not followed) is not read as an empty
+    team: the channels keep their members, and the turn is answered, not failed with a 5xx."""
+
+    async def scenario(world: TeamsWorld) -> None:
+        await world.install(LEAD, TEAM, [LEAD, REP1, REP2])
+        before = sorted((m.audience_id, m.person_id) for m in rows(world.ctx.db, AudienceMember))
+        assert before
+        world.fake.redirects[TEAM] = "http://127.0.0.1:9/elsewhere"
+        joined = teams_fake.installed(world.fake, LEAD, team=TEAM)
+        joined["membersAdded"] = [{"id": REP2.member_id, "aadObjectId": REP2.aad}]
+        status, said = await world.send(joined)
+        assert status in (200, 201), said
+        assert sorted((m.audience_id, m.person_id) for m in rows(world.ctx.db, AudienceMember)) == before
+
+    run(tctx, scenario)

@@ -610,7 +610,11 @@ async def _roster_page(
     path = f"v3/conversations/{urllib.parse.quote(team, safe=':@;=')}/pagedmembers"
     async with client.client.get(path, params=params) as response:
         if response.status != 200:
-            response.raise_for_status()
+            # Any other answer (a 3xx not followed, a 204) is no roster: were it read as an empty
+            # one, every channel of the team would count no one.
+            raise aiohttp.ClientResponseError(
+                response.request_info, response.history, status=response.status, message="no roster"
+            )
         answer = _object(await response.json(content_type=None))
     found = []
     for entry in answer.get("members") or []:

@@ -40,41 +40,18 @@ class KeptClient(TeamsConnectorClient):
 class _NoRedirects:
     """The session the SDK's operations call `post`/`put`/`get`/… on, each with
     `allow_redirects=False`: a Connector that answered 3xx would otherwise have the message (and,
-    on the same host, the bot's token) sent somewhere else."""
+    on the same host, the bot's token) sent somewhere else. Anything else is the session's own."""
+
+    VERBS = frozenset({"request", "get", "post", "put", "delete", "patch"})
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
-        self.headers = session.headers
-        self._base_url = session._base_url
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        kwargs["allow_redirects"] = False
-        return getattr(self._session, method)(*args, **kwargs)
-
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        return self._call("request", *args, **kwargs)
-
-    def get(self, *args: Any, **kwargs: Any) -> Any:
-        return self._call("get", *args, **kwargs)
-
-    def post(self, *args: Any, **kwargs: Any) -> Any:
-        return self._call("post", *args, **kwargs)
-
-    def put(self, *args: Any, **kwargs: Any) -> Any:
-        return self._call("put", *args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        return self._call("delete", *args, **kwargs)
-
-    def patch(self, *args: Any, **kwargs: Any) -> Any:
-        return self._call("patch", *args, **kwargs)
-
-    @property
-    def closed(self) -> bool:
-        return self._session.closed
-
-    async def close(self) -> None:
-        await self._session.close()
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._session, name)
+        if name not in self.VERBS:
+            return found
+        return lambda *args, **kwargs: found(*args, **{**kwargs, "allow_redirects": False})
 
 
 class _Refusing:
