@@ -58,6 +58,15 @@ class SentenceGrouper:
 
     def absorb(self, profile: Profile, texts: Sequence[str]) -> Profile:
         total = list(profile.get("sum", [])) or [0.0] * len(_embedding(texts[0] if texts else ""))
-        for text in texts:
-            total = [a + b for a, b in zip(total, _embedding(text), strict=True)]
+        if len(texts) > 1:
+            # A theme rebuilt from its objections (a merge, a split, an edit): encoded together,
+            # at half the time an objection of encoding them one by one.
+            try:
+                summed = minilm.model().encode(list(texts)).sum(axis=0)
+            except minilm.ModelUnavailable as unavailable:
+                raise SemanticUnavailable(str(unavailable)) from None
+            total = [a + float(b) for a, b in zip(total, summed, strict=True)]
+        else:
+            for text in texts:
+                total = [a + b for a, b in zip(total, _embedding(text), strict=True)]
         return {"sum": [round(v, 6) for v in total]}
