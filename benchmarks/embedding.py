@@ -1,4 +1,4 @@
-"""The sentence-embedding model objections are grouped with (handlers/minilm.py): what it costs
+"""The sentence-embedding model objections are grouped with (handlers/grouping/minilm.py): what it costs
 the server, and how closely it gives what sentence-transformers gives.
 
     .venv/bin/python -m benchmarks.embedding [--reference-python PATH]
@@ -38,7 +38,7 @@ def rss():
 texts = [r["text"] for r in csv.DictReader(open("benchmarks/data/objections_labeled.csv", encoding="utf-8"))]
 before = rss()
 started = time.perf_counter()
-from handlers import minilm
+from handlers.grouping import minilm
 model = minilm.model()
 loaded = time.perf_counter() - started
 model.encode(texts[:1])

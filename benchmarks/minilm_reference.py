@@ -1,4 +1,4 @@
-"""sentence-transformers' own embeddings of a few sentences, the reference handlers/minilm.py is
+"""sentence-transformers' own embeddings of a few sentences, the reference handlers/grouping/minilm.py is
 checked against (tests/test_meaning.py, benchmarks/embedding.py). Needs sentence-transformers and
 PyTorch, which Touchline does not install: run it with a Python that has them.
 

@@ -60,7 +60,7 @@ def key_path(database_url: str) -> Path:
 def build_context(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> Context:
     """Connect to the migrated database and bring the directory in line with app.yaml."""
     if settings.org.objections.grouping == "semantic":
-        from handlers import semantic
+        from handlers.grouping import semantic
 
         if (problem := semantic.problem()) is not None:
             # Not a reason to stay down: objections are grouped by their words meanwhile.

@@ -22,6 +22,7 @@ from bot.bootstrap import build_context
 from bot.config import ConfigError, Environment, Settings, load_environment, load_settings, summary
 from handlers import conversations, digest, exports, privacy, pulse
 from handlers.context import Context, Refusal
+from handlers.grouping import regroup
 from handlers.text import count
 from storage.database import (
     DatabaseNotReady,
@@ -233,6 +234,8 @@ def import_command(
         more = f"\n  … and {len(result.problems) - 50} more" if len(result.problems) > 50 else ""
         fail(f"{file}: nothing was loaded; fix these and run it again:\n  " + "\n  ".join(shown) + more)
     typer.echo(f"{file}: {result.loaded} objections loaded, each with its theme.")
+    if result.regrouped:
+        typer.echo(f"{file}: themes {result.regrouped}.")
     if result.already:
         typer.echo(
             f"{file}: {result.already} rows skipped: the same objection (text, date and rep) "
@@ -252,6 +255,15 @@ def forget_command(
         except Refusal as refusal:
             fail(refusal.message)
     typer.echo("\n".join(forgotten.lines()))
+
+
+@app.command("regroup")
+def regroup_command(config: ConfigOption = None) -> None:
+    """Work out the themes of the last half year's objections again, all together (as is done
+    weekly and before each digest); what marketers placed stays where they put it."""
+    with running(config) as ctx:
+        done = regroup.regroup(ctx)
+    typer.echo(f"Themes {done.summary()}.")
 
 
 @app.command("digest")

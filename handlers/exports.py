@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from handlers import objections, themes
 from handlers.context import Context
+from handlers.grouping import regroup
 from storage import audit
 from storage.models import Acknowledgement, Asset, AssetFeedback, Decision, Objection, Person, Theme
 
@@ -162,6 +163,7 @@ class Imported:
     loaded: int
     problems: list[str]
     already: int = 0  # rows skipped: the same objection was there already (imported before)
+    regrouped: str = ""  # what the regrouping after the import did
 
 
 def import_objections(
@@ -268,7 +270,11 @@ def import_objections(
             rows=len(ready) - skipped,
             already=skipped,
         )
-    return Imported(len(ready) - skipped, [], already=skipped)
+    loaded = len(ready) - skipped
+    # Many objections at once: their themes are worked out again together, as the weekly
+    # regrouping would, rather than left as each one found them alone.
+    regrouped = regroup.regroup(ctx).summary() if loaded else ""
+    return Imported(loaded, [], already=skipped, regrouped=regrouped)
 
 
 def _already_there(

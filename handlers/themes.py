@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, update
@@ -125,19 +125,21 @@ def assign(
     if chosen is None:
         profiles = _profiles(session, themes)
         taught = _taught(grouper.name, _examples(ctx))
+        teaching = taught_by(session, taught)
         scored = []
         for t in themes:
-            # Like the theme's objections so far, or like the sentences app.yaml gives as its examples.
+            # Like the theme's objections so far, or like the sentences app.yaml gives as the
+            # examples of its own key, or of a key merged into it.
             score = grouper.similarity(text, profiles[t.id]) if profiles.get(t.id) else 0.0
-            if t.key in taught:
-                score = max(score, grouper.similarity(text, taught[t.key]))
+            for example in teaching.get(t.id, ()):
+                score = max(score, grouper.similarity(text, example))
             if score > 0:
                 scored.append((score, t.id))
         best = max(scored, key=lambda pair: pair[0], default=None)
         if best is not None and best[0] >= grouper.threshold:
             chosen = best[1]
     if chosen is None:
-        chosen = _new_theme(session, None if confidential else text, now).id
+        chosen = new_theme(session, None if confidential else text, now).id
     assert chosen is not None
     connection = session.connection()
     # Locked until the unit of work ends, so that like objections arriving at once queue up here.
@@ -169,6 +171,41 @@ def _taught(
     app.yaml (a second of the model's time for a hundred sentences)."""
     grouper = grouping.grouper_named(grouper_name)
     return {key: grouper.absorb({}, list(sentences)) for key, sentences in examples if sentences}
+
+
+T = TypeVar("T")
+
+
+def taught_by(session: Session, by_key: dict[str, T]) -> dict[int, list[T]]:
+    """What app.yaml teaches (per taxonomy key) for each theme now: its own key's, and those of
+    taxonomy themes a marketer merged into it (a merge joins the two themes' examples)."""
+    if not by_key:
+        return {}
+    rows = session.connection().execute(_KEYED, {"keys": list(by_key)}).all()
+    heirs = (
+        {row.id: row.merged_into_id for row in session.connection().execute(_MERGED)}
+        if any(row.merged_into_id is not None for row in rows)
+        else {}
+    )
+    found: dict[int, list[T]] = {}
+    for row in rows:
+        theme_id, seen = row.id, set()
+        while heirs.get(theme_id) is not None and theme_id not in seen:
+            seen.add(theme_id)
+            theme_id = heirs[theme_id]
+        found.setdefault(theme_id, []).append(by_key[row.key])
+    return found
+
+
+_KEYED = sa.select(col(Theme.id), col(Theme.key), col(Theme.merged_into_id)).where(
+    col(Theme.key).in_(bindparam("keys", expanding=True))
+)
+_MERGED = sa.select(col(Theme.id), col(Theme.merged_into_id)).where(col(Theme.merged_into_id).is_not(None))
+
+
+def examples_of(ctx: Context) -> dict[str, list[str]]:
+    """app.yaml's example sentences, per taxonomy key."""
+    return {key: list(sentences) for key, sentences in ctx.org.objections.examples.items() if sentences}
 
 
 class Assigned(NamedTuple):
@@ -207,7 +244,7 @@ def _profiles(session: Session, themes: list[Candidate]) -> dict[int | None, dic
     }
 
 
-def _new_theme(session: Session, text: str | None, now: datetime) -> Theme:
+def new_theme(session: Session, text: str | None, now: datetime) -> Theme:
     """A theme named after `text`, or, with no text to show (a confidential one), neutrally."""
     theme = Theme(
         name=f"new {uuid.uuid4().hex}", origin=FOUND if text is not None else UNNAMED, created_at=now
@@ -216,9 +253,9 @@ def _new_theme(session: Session, text: str | None, now: datetime) -> Theme:
         session.add(theme)
         session.flush()  # its number, which a neutral name carries
     if text is None:
-        _take_name(session, theme, neutral_name(theme), UNNAMED)
+        take_name(session, theme, neutral_name(theme), UNNAMED)
     else:
-        _take_name(session, theme, name_for(text), FOUND)
+        take_name(session, theme, name_for(text), FOUND)
     return theme
 
 
@@ -248,7 +285,7 @@ def settle_name(session: Session, theme: Theme) -> None:
         )
     )
     if said:
-        if theme.origin == FOUND and any(_named_after(theme.name, text) for text in said):
+        if theme.origin == FOUND and honest(theme.name, said):
             return
         _name_after(session, theme, said[0])
         return
@@ -256,7 +293,7 @@ def settle_name(session: Session, theme: Theme) -> None:
         return
     if session.exec(select(Objection.id).where(Objection.theme_id == theme.id).limit(1)).first() is None:
         return
-    _take_name(session, theme, neutral_name(theme), UNNAMED)
+    take_name(session, theme, neutral_name(theme), UNNAMED)
 
 
 def settle_names(session: Session) -> None:
@@ -272,27 +309,30 @@ def settle_names(session: Session) -> None:
     ).all()
     for theme_id in suspects:
         theme = session.get(Theme, theme_id)
-        secret = session.exec(
-            select(Objection.text).where(
-                Objection.theme_id == theme_id, col(Objection.confidential).is_(True)
-            )
-        ).all()
-        if theme is not None and any(_named_after(theme.name, text) for text in secret):
-            settle_name(session, theme)
+        if theme is not None:
+            settle_name(session, theme)  # keeps a name its non-confidential objections bear out
     session.flush()
 
 
 def _name_after(session: Session, theme: Theme, text: str) -> None:
-    _take_name(session, theme, name_for(text), FOUND)
+    take_name(session, theme, name_for(text), FOUND)
 
 
-def _named_after(name: str, text: str) -> bool:
-    """Whether `name` is what Touchline would call a theme found in `text` ("price cut", "price cut 2")."""
-    base = name_for(text)
-    return name == base or (name.startswith(f"{base} ") and name[len(base) + 1 :].isdigit())
+def honest(name: str, texts: Sequence[str]) -> bool:
+    """Whether an automatic name says only what `texts` say: each of its words is one of theirs
+    ("price cut", "price cut 2" after "a price cut now"; "sso okta" after two objections)."""
+    said = {w for text in texts for w in _meaningful(text)}
+    named = re.findall(r"[^\W_]+", name.casefold())
+    if named and named[-1].isdigit() and not set(named) <= said:
+        named = named[:-1]
+    return (bool(named) and set(named) <= said) or any(name_for(text) == name for text in texts)
 
 
-def _take_name(session: Session, theme: Theme, base: str, origin: str) -> None:
+def _meaningful(text: str) -> list[str]:
+    return [w for w in re.findall(r"[^\W_]+", text.casefold()) if w not in STOP_WORDS and len(w) > 1]
+
+
+def take_name(session: Session, theme: Theme, base: str, origin: str) -> None:
     """Give `theme` the name `base`, or `base 2`, `base 3`... when another theme has it."""
     for attempt in range(20):
         name = base if attempt == 0 else f"{base} {attempt + 1}"
@@ -312,8 +352,7 @@ def _take_name(session: Session, theme: Theme, base: str, origin: str) -> None:
 
 def name_for(text: str) -> str:
     """A first name for a theme found in what reps write: its first few meaningful words."""
-    meaningful = [w for w in re.findall(r"[^\W_]+", text.casefold()) if w not in STOP_WORDS and len(w) > 1]
-    return clip(" ".join(meaningful[:NAME_WORDS]) or "unnamed", 60)
+    return clip(" ".join(_meaningful(text)[:NAME_WORDS]) or "unnamed", 60)
 
 
 def _free_name(session: Session, wanted: str) -> str:
@@ -381,6 +420,7 @@ def rename(session: Session, ctx: Context, actor: Actor, theme: Theme, new_name:
     if theme.origin in AUTOMATIC:
         theme.origin = NAMED  # a person's name: Touchline no longer changes it
     session.add(theme)
+    _place(session, theme.id)  # what the marketer named is what a regrouping leaves in it
     audit.record(
         session,
         at=now,
@@ -399,9 +439,10 @@ def merge(session: Session, ctx: Context, actor: Actor, source: Theme, target: T
     moved = session.execute(
         update(Objection)
         .where(col(Objection.theme_id) == source.id)
-        .values(theme_id=target.id)
+        .values(theme_id=target.id, placed=True)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
+    _place(session, target.id)  # the two are one theme now: a regrouping does not part them again
     _retarget_assets(session, source.id, target.id)
     grouper = grouping.grouper_named(ctx.org.objections.grouping)
     target.profile = _merged_profile(grouper, target, source)
@@ -454,6 +495,9 @@ def split(
         o.theme_id = new.id  # type: ignore[assignment]
         session.add(o)
     session.flush()
+    # Both sides of the cut are as the marketer left them: a regrouping moves none back.
+    _place(session, theme.id)
+    _place(session, new.id)
     rebuild(session, ctx, theme)
     rebuild(session, ctx, new)
     audit.record(
@@ -479,6 +523,7 @@ def move(
         raise Refusal(f"There is no objection {objection_text.strip()[:13]}.")
     source = session.get(Theme, objection.theme_id)
     objection.theme_id = target.id  # type: ignore[assignment]
+    objection.placed = True  # a regrouping leaves it here, and it teaches the theme
     session.add(objection)
     session.flush()
     if source is not None:
@@ -493,6 +538,18 @@ def move(
         to=target.id,
     )
     return Reply(text=f"Objection #{objection.id} is now in “{target.name}”.")
+
+
+def _place(session: Session, theme_id: int | None) -> None:
+    """Mark a theme's objections as placed by a marketer."""
+    session.flush()
+    session.execute(
+        update(Objection)
+        .where(col(Objection.theme_id) == theme_id, col(Objection.placed).is_(False))
+        .values(placed=True)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire_all()
 
 
 def overview(session: Session) -> Card:

@@ -10,6 +10,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from handlers import assets, digest, privacy, pulse, strategy
 from handlers.context import Context
+from handlers.grouping import regroup
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,18 @@ def forget_received(ctx: Context | None = None) -> None:
 
 
 def send_digest(ctx: Context | None = None) -> None:
-    digest.send_weekly(_ctx(ctx))
+    """The digest reads regrouped themes: the week's objections are grouped together first."""
+    ctx = _ctx(ctx)
+    regroup_themes(ctx)
+    digest.send_weekly(ctx)
+
+
+def regroup_themes(ctx: Context | None = None) -> None:
+    """The last half year's objections grouped again, together (weekly, and before each digest)."""
+    try:
+        regroup.regroup(_ctx(ctx))
+    except Exception:  # a regrouping that fails leaves the themes as they were; the digest still goes
+        log.exception("themes: the regrouping failed; the themes stay as they were")
 
 
 def last_occurrence(expression: str, zone: ZoneInfo, now: datetime, *, within: timedelta) -> datetime | None:

@@ -45,6 +45,9 @@ class Timing:
     grace: timedelta = jobs.GRACE  # a run missed by longer than this is skipped, not replayed
 
 
+REGROUP_SCHEDULE = "0 3 * * SUN"  # the themes are regrouped weekly, at night, in the organisation's zone
+
+
 def real_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -66,6 +69,12 @@ def wanted_jobs(org: Organisation, timing: Timing) -> dict[str, dict[str, Any]]:
         wanted["digest"] = {
             "func": "scheduler.jobs:send_digest",
             "trigger": CronTrigger.from_crontab(org.digest.schedule, timezone=org.organisation.timezone),
+            "misfire_grace_time": grace,
+        }
+    if org.objections.grouping == "semantic":
+        wanted["themes-regroup"] = {
+            "func": "scheduler.jobs:regroup_themes",
+            "trigger": CronTrigger.from_crontab(REGROUP_SCHEDULE, timezone=org.organisation.timezone),
             "misfire_grace_time": grace,
         }
     for job_id, func in (

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     Unicode,
     UniqueConstraint,
+    false,
 )
 from sqlmodel import Field, SQLModel
 
@@ -322,6 +323,9 @@ class Objection(SQLModel, table=True):
     deal_link: str | None = Field(default=None, max_length=500)
     severity: str = Field(default="medium", max_length=16)
     confidential: bool = False
+    # A marketer put it in its theme (moved it, split it off, merged or renamed its theme): a
+    # regrouping leaves it there, and it teaches its theme what belongs in it.
+    placed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     reporter_id: int | None = Field(default=None, foreign_key="person.id", index=True, ondelete="SET NULL")
     created_at: datetime = Field(index=True)
     updated_at: datetime | None = None

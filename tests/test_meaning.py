@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from bot.config import parse_organisation_text
-from handlers import directory, inbound, minilm, setup
+from handlers import directory, inbound, setup
 from handlers.context import Context
+from handlers.grouping import minilm
 from storage.database import Database
 from storage.models import Objection, Theme
 from tests.cli import run_cli

@@ -22,6 +22,7 @@ import numpy as np
 
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 HEADS = 12
+WIDTH = 384  # the length of an embedding
 EPSILON = 1e-12  # BERT's layer_norm_eps
 GELU_ROWS = 32  # token rows of the 1536-wide hidden layer activated at a time
 BATCH = 32  # texts encoded at once (sorted by length, so that little is padding)

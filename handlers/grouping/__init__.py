@@ -82,7 +82,7 @@ def grouper_named(name: str) -> Grouper:
     """The grouper `objections.grouping` in app.yaml asks for; words where the model cannot load
     (`touchline check` and the log at start say why)."""
     if name == "semantic":
-        from handlers import semantic
+        from handlers.grouping import semantic
 
         if semantic.available():
             return semantic.SentenceGrouper()
@@ -93,7 +93,7 @@ def described(name: str) -> str:
     """How objections are grouped here, for `touchline check`."""
     if name != "semantic":
         return "by shared words (objections.grouping: words)"
-    from handlers import semantic
+    from handlers.grouping import semantic
 
     problem = semantic.problem()
     if problem is None:
