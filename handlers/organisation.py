@@ -286,7 +286,7 @@ class Objections(Strict):
     deal_sizes: Choices = ["< 25k", "25k-100k", "100k-500k", "> 500k"]
     # How objections without a cue word find their theme: shared words, or meaning (a local
     # sentence-embedding model, installed with Touchline).
-    grouping: Literal["words", "semantic"] = "words"
+    grouping: Literal["words", "semantic"] = "semantic"  # by meaning; words where the model cannot load
     # Objections older than this many months are deleted (none, when not set).
     keep_for_months: int | None = Field(default=None, ge=1, le=1200)
 

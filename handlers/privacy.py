@@ -170,6 +170,11 @@ def apply_retention(ctx: Context) -> int:
     if months is None:
         return 0
     cutoff = months_before(ctx.now(), months)
+    with ctx.db.read() as session:
+        losing = session.exec(
+            select(Objection.theme_id).where(col(Objection.created_at) < cutoff).distinct()
+        ).all()
+    themes.prepare_rebuild(ctx, list(losing), since=cutoff)
     with ctx.db.session() as session:
         serialize(session, "privacy.retention")
         touched = set(

@@ -23,6 +23,7 @@ from scheduler import jobs
 from storage.database import Database
 from storage.models import (
     Asset,
+    AuditEntry,
     Decision,
     DigestIssue,
     Objection,
@@ -378,6 +379,36 @@ def weekly_digest(ctx: Context) -> tuple[Callable[[Context], None], Check]:
     return jobs.send_digest, check
 
 
+def regrouping(ctx: Context) -> tuple[Callable[[Context], None], Check]:
+    # Twenty ways of asking for single sign-on, each alone in a theme of its own, written straight
+    # into the tables: one regrouping gathers them into one of those themes.
+    said = [
+        "Employees must log in through the corporate directory",
+        "Their IT wants one login for every tool",
+        "Staff have to sign in with their company accounts",
+        "Accounts have to come from Azure AD",
+    ]
+    with ctx.db.session() as session:
+        alone = [Theme(name=f"alone {i}", created_at=START) for i in range(20)]
+        session.add_all(alone)
+        session.flush()
+        for i, theme in enumerate(alone):
+            assert theme.id is not None
+            text = f"{said[i % len(said)]} (deal {i})"
+            session.add(Objection(text=text, theme_id=theme.id, created_at=START - timedelta(days=1)))
+
+    def check() -> None:
+        objections = rows(ctx.db, Objection)
+        assert len({o.theme_id for o in objections}) == 1
+        assert len(rows(ctx.db, Theme)) == 20 + 1  # no theme made twice (the one more: price)
+        [regrouped] = [e for e in rows(ctx.db, AuditEntry) if e.action == "themes.regroup"]
+        assert regrouped.detail["moved"] == 19
+        [gathered] = rows(ctx.db, Theme, id=objections[0].theme_id)
+        assert gathered.size == 20
+
+    return jobs.regroup_themes, check
+
+
 def forgetting_received(ctx: Context) -> tuple[Callable[[Context], None], Check]:
     from storage.models import InboundEvent, InboxItem
 
@@ -420,6 +451,7 @@ JOBS = {
     "keep_objections": objection_retention,
     "send_digest": weekly_digest,
     "forget_received": forgetting_received,
+    "regroup_themes": regrouping,
 }
 
 

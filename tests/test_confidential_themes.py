@@ -27,6 +27,8 @@ from tests.web_world import serving
 
 SECRET = "Our champion at Contoso says their CFO vetoes every renewal"
 SECRET_WORDS = ("champion", "contoso", "cfo", "vetoes", "renewal")
+# Not one word of SECRET, but the same concern: it joins SECRET's theme by meaning.
+JOINER = "Their finance chief blocks every contract extension"
 NEUTRAL = re.compile(r"^Confidential theme \d+$")
 
 
@@ -186,7 +188,7 @@ def test_a_marketing_lead_names_a_confidential_theme_and_everyone_then_sees_that
         listed = shown(inbound.command(ctx, actor, "objection", "list"))
         assert "executive sponsor blocks" in listed and "confidential theme" not in listed
     # The name a person gave stays, whoever joins the theme and whatever they say.
-    later = log(ctx, people["rep2"], "Our champion left the company")
+    later = log(ctx, people["rep2"], JOINER)
     assert theme_of_last(ctx).id == theme.id
     assert "theme: Executive sponsor blocks." in later.text
     assert rows(ctx.db, Theme, id=theme.id)[0].name == "Executive sponsor blocks"
@@ -197,13 +199,13 @@ def test_a_non_confidential_objection_joining_a_confidential_theme_gives_it_its_
 ) -> None:
     log(ctx, people["rep1"], SECRET, confidential=True)
     theme = theme_of_last(ctx)
-    reply = log(ctx, people["rep2"], "Our champion left the company")
+    reply = log(ctx, people["rep2"], JOINER)
     assert theme_of_last(ctx).id == theme.id
     named = rows(ctx.db, Theme, id=theme.id)[0]
-    assert named.name == "champion left company"
-    assert "theme: champion left company." in reply.text
+    assert named.name == "finance chief blocks"
+    assert "theme: finance chief blocks." in reply.text
     listed = shown(inbound.command(ctx, people["market"], "objection", "list"))
-    assert "champion left company" in listed and "(confidential)" in listed
+    assert "finance chief blocks" in listed and "(confidential)" in listed
     assert not leaked(listed, ("contoso", "cfo", "vetoes", "renewal"))
 
 
@@ -228,12 +230,12 @@ def test_an_objection_made_confidential_afterwards_takes_its_words_out_of_its_th
 def test_withdrawing_the_objection_a_theme_is_named_after_renames_it_after_what_is_left(
     ctx: Context, people: dict[str, Actor]
 ) -> None:
-    log(ctx, people["rep2"], "Our champion left the company")
+    log(ctx, people["rep2"], JOINER)
     theme = theme_of_last(ctx)
     log(ctx, people["rep1"], SECRET, confidential=True)
     assert theme_of_last(ctx).id == theme.id
-    assert rows(ctx.db, Theme, id=theme.id)[0].name == "champion left company"
-    # What is left is confidential only: "champion left company" would now describe it.
+    assert rows(ctx.db, Theme, id=theme.id)[0].name == "finance chief blocks"
+    # What is left is confidential only: "finance chief blocks" would now describe it.
     assert "withdrawn" in inbound.command(ctx, people["rep2"], "objection", "withdraw 1").text
     assert rows(ctx.db, Theme, id=theme.id)[0].name == f"Confidential theme {theme.id}"
 

@@ -77,6 +77,7 @@ def test_the_stored_jobs_follow_app_yaml_with_no_duplicates_and_no_orphans(
         "pulse-closing",
         "pulse-reminders",
         "pulse:alignment",
+        "themes-regroup",
     ]
     before = {j.id: j.next_run_time for j in store.get_jobs()}
     sync_jobs(store, org_with(), timing)  # a restart with nothing changed
@@ -85,7 +86,7 @@ def test_the_stored_jobs_follow_app_yaml_with_no_duplicates_and_no_orphans(
     changed = dict(SURVEY["surveys"]["alignment"], schedule="30 9 * * WED")  # type: ignore[call-overload]
     sync_jobs(store, org_with(surveys={"alignment": changed}, digest=None), timing)
     jobs = {j.id: j for j in store.get_jobs()}
-    assert "digest" not in jobs and len(jobs) == 7
+    assert "digest" not in jobs and len(jobs) == 8
     assert "day_of_week='wed', hour='9', minute='30'" in str(jobs["pulse:alignment"].trigger)
 
 

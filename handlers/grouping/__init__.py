@@ -29,6 +29,10 @@ class Grouper(Protocol):
         """`profile` with `texts` added to it (a new theme starts from an empty profile)."""
         ...
 
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Do ahead, outside any write transaction, the work `absorb` will need for `texts`."""
+        ...
+
 
 class WordGrouper:
     """Compares the words (stemmed, stop words dropped) and word pieces of an objection with a
@@ -56,6 +60,9 @@ class WordGrouper:
         # Only the most frequent terms are kept: the profile stays small however big the theme.
         kept = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[: self.kept_terms]
         return {"terms": {term: round(weight, 3) for term, weight in kept}}
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Nothing to do ahead: counting words is quick."""
 
 
 @lru_cache(maxsize=20_000)

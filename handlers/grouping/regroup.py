@@ -27,6 +27,7 @@ from handlers.context import Context
 from handlers.grouping import semantic
 from handlers.matching import STOP_WORDS
 from storage import audit
+from storage.database import serialize
 from storage.models import Objection, Theme
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ CLUSTERED = 2000  # untaught objections clustered at once (a float32 matrix of 1
 # shipped app.yaml (benchmarks/grouping_quality.py --tune); reported on the rest and on a second set.
 JOINS = 0.35  # an objection joins a taught theme whose centre it resembles this much
 TOGETHER = 0.25  # untaught objections that resemble each other this much on average form a theme
-ROUNDS = 10  # of joining and recentring, at most
+ATTEMPTS = 3  # plans made again when the themes changed under one
+ROUNDS = 30  # of joining and recentring, at most (it settles in fewer, as a rule)
 NAME_WORDS = 3
 KEPT_NAME = 6  # a found theme keeps its name while its words are among its most distinctive six
 
@@ -70,6 +72,7 @@ class _Objection:
     confidential: bool
     fixed: bool  # placed by a marketer, or a cue word's: never moved
     about: str  # what its meaning is taken from: the text, a competitor's name said as "competitor"
+    stored: int  # the theme it was in when read
 
 
 @dataclass
@@ -84,19 +87,35 @@ def regroup(ctx: Context) -> Regrouped:
     if not semantic.available():
         return Regrouped(skipped=f"the model could not load ({semantic.problem()})")
     now = ctx.now()
-    with ctx.db.session() as session:
-        recent, taught, cued = _read(session, ctx, now)
-    if not recent:
-        return Regrouped()
-    try:
-        plan = _plan(recent, taught, cued)
-    except semantic.SemanticUnavailable as unavailable:
-        return Regrouped(skipped=f"the model could not load ({unavailable})")
-    with ctx.db.session() as session:
-        done = _apply(session, ctx, recent, plan, now)
-        session.commit()
-    log.info("themes: %s", done.summary())
-    return done
+    for _ in range(ATTEMPTS):
+        with ctx.db.read() as session:
+            recent, taught, cued = _read(session, ctx, now)
+        if not recent:
+            return Regrouped()
+        try:
+            plan = _plan(recent, taught, cued)
+        except semantic.SemanticUnavailable as unavailable:
+            return Regrouped(skipped=f"the model could not load ({unavailable})")
+        # The themes that gain or lose objections are rebuilt in the write transaction: what
+        # that reads is encoded before it.
+        moving = [o for o in recent if plan.theme_of[o.id] != o.theme_id]
+        changing = {o.theme_id for o in moving} | {
+            plan.theme_of[o.id] for o in moving if plan.theme_of[o.id] > 0
+        }
+        themes.prepare_rebuild(ctx, sorted(changing))
+        try:
+            with ctx.db.session() as session:
+                done = _apply(session, ctx, recent, plan, now)
+                session.commit()
+        except _Stale:
+            continue  # planned on themes that changed meanwhile: plan again (encoded by now: quick)
+        log.info("themes: %s", done.summary())
+        return done
+    return Regrouped(skipped="the themes kept changing while it ran; the next regrouping will try again")
+
+
+class _Stale(Exception):
+    """An objection's theme changed between reading and writing (a marketer, another regrouping)."""
 
 
 def _read(
@@ -121,7 +140,15 @@ def _read(
         hint = " competitor" if row.competitor else ""
         cued = matching.theme_of(about + hint, cues) if cues else matching.OTHER
         recent.append(
-            _Objection(row.id, row.text, row.theme_id, row.confidential, row.placed or cued in cues, about)
+            _Objection(
+                row.id,
+                row.text,
+                row.theme_id,
+                row.confidential,
+                row.placed or cued in cues,
+                about,
+                row.theme_id,
+            )
         )
         if not row.placed and cued in cues:
             recent[-1].theme_id = listed[cued][0]
@@ -263,7 +290,9 @@ def _keep_themes(plan: _Plan, recent: list[_Objection], taken: set[int]) -> None
 
 def _apply(session: Session, ctx: Context, recent: list[_Objection], plan: _Plan, now: datetime) -> Regrouped:
     """Move the objections the plan moves, make its new themes, and keep the names honest. An
-    objection a marketer placed meanwhile, or whose theme was merged meanwhile, is left alone."""
+    objection a marketer placed meanwhile, or whose theme was merged meanwhile, is left alone;
+    one whose theme changed since it was read makes the plan stale (_Stale)."""
+    serialize(session, "themes.regroup")  # one regrouping writes at a time; the next sees its result
     done = Regrouped(considered=len(recent))
     merged = {
         row.id
@@ -287,6 +316,8 @@ def _apply(session: Session, ctx: Context, recent: list[_Objection], plan: _Plan
         )
         .all()
     )
+    if any(stored.get(o.id, o.stored) != o.stored for o in recent):
+        raise _Stale
     for target, members in sorted(groups.items()):
         movers = [o for o in members if stored.get(o.id) not in (None, target)]
         if not movers:

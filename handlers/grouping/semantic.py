@@ -88,3 +88,8 @@ class SentenceGrouper:
         total = list(profile.get("sum", [])) or [0.0] * minilm.WIDTH
         summed = vectors(list(texts)).sum(axis=0)
         return {"sum": [round(a + float(b), 6) for a, b in zip(total, summed, strict=True)]}
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Encode `texts` now (kept in memory), so that a rebuild inside a write transaction
+        does not hold the database's write lock while the model runs."""
+        vectors(list(texts))
