@@ -222,12 +222,13 @@ def main() -> None:
 def tune(examples: Path | None) -> None:
     rows = labelled(LABELLED, tuning=True)
     print(f"regrouping thresholds on the tuning part ({len(rows)} objections of {LABELLED.name})")
-    print("JOINS TOGETHER   ARI  themes")
-    for joins in (0.25, 0.30, 0.35, 0.40, 0.45):
-        for together in (0.20, 0.25, 0.30, 0.35, 0.40):
-            regroup.JOINS, regroup.TOGETHER = joins, together
-            ari, found = evaluate("semantic", rows, examples=examples).regrouped or (0.0, 0)
-            print(f"{joins:5.2f} {together:8.2f} {ari:6.3f} {found:6d}")
+    print(" NEAR JOINS TOGETHER   ARI  themes")
+    for near in (0.40, 0.45, 0.50, 1.01):  # 1.01: no example or placed objection ever near enough
+        for joins in (0.25, 0.30, 0.35, 0.40, 0.45):
+            for together in (0.20, 0.25, 0.30):
+                regroup.NEAR, regroup.JOINS, regroup.TOGETHER = near, joins, together
+                ari, found = evaluate("semantic", rows, examples=examples).regrouped or (0.0, 0)
+                print(f"{near:5.2f} {joins:5.2f} {together:8.2f} {ari:6.3f} {found:6d}")
 
 
 def _shown(scored: tuple[float, int], items: int) -> str:

@@ -2,7 +2,8 @@
 digest and after an import, so that what one objection at a time could not see is seen.
 
 What a marketer placed stays where it is and teaches its theme, as do app.yaml's cue words and
-example sentences. The other objections first join the taught theme they resemble most (enough);
+example sentences. The other objections first join the taught theme they resemble most (enough:
+its centre, or one of its examples or placed objections);
 those that resemble none are clustered among themselves by average linkage, and each cluster
 keeps the theme most of it was in, so that ids and names survive. Grouping by words is not
 regrouped: it needs the embeddings.
@@ -37,7 +38,9 @@ MOST = 5000  # ...at most this many, the latest
 CLUSTERED = 2000  # untaught objections clustered at once (a float32 matrix of 16 MB)
 # Chosen once on the first five objections of each theme of benchmarks' labelled set, with the
 # shipped app.yaml (benchmarks/grouping_quality.py --tune); reported on the rest and on a second set.
-JOINS = 0.35  # an objection joins a taught theme whose centre it resembles this much
+JOINS = 0.35  # an objection joins a taught theme whose centre it resembles this much...
+NEAR = 0.45  # ...or one of whose examples or placed objections it resembles this much
+EXEMPLARS = 1000  # placed objections compared one by one, at most (the latest)
 TOGETHER = 0.25  # untaught objections that resemble each other this much on average form a theme
 ATTEMPTS = 3  # plans made again when the themes changed under one
 ROUNDS = 30  # of joining and recentring, at most (it settles in fewer, as a rule)
@@ -71,6 +74,7 @@ class _Objection:
     theme_id: int
     confidential: bool
     fixed: bool  # placed by a marketer, or a cue word's: never moved
+    placed: bool  # by a marketer
     about: str  # what its meaning is taken from: the text, a competitor's name said as "competitor"
     stored: int  # the theme it was in when read
 
@@ -146,6 +150,7 @@ def _read(
                 row.theme_id,
                 row.confidential,
                 row.placed or cued in cues,
+                row.placed,
                 about,
                 row.theme_id,
             )
@@ -197,6 +202,7 @@ def _plan(recent: list[_Objection], taught: dict[int, list[str]], cued: dict[str
     if centres and free:
         base = np.vstack([fixed[t] for t in centres])
         own = vectors[free]
+        near = _nearest_exemplars(own, centres, taught, recent, vectors)
         for _ in range(ROUNDS):
             total = base.copy()
             for k in range(len(centres)):
@@ -204,7 +210,7 @@ def _plan(recent: list[_Objection], taught: dict[int, list[str]], cued: dict[str
                 if members.any():
                     total[k] += own[members].sum(axis=0)
             unit = total / np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-9)
-            scores = own @ unit.T
+            scores = np.maximum(own @ unit.T, near)
             best = scores.argmax(axis=1)
             now_joined = np.where(scores.max(axis=1) >= JOINS, best, -1)
             if (now_joined == joined).all():
@@ -222,6 +228,38 @@ def _plan(recent: list[_Objection], taught: dict[int, list[str]], cued: dict[str
             plan.theme_of[recent[clustered[m]].id] = -(cluster + 1)
     _keep_themes(plan, recent, set(centres) | set(cued.values()))
     return plan
+
+
+def _nearest_exemplars(
+    own: np.ndarray,
+    centres: list[int],
+    taught: dict[int, list[str]],
+    recent: list[_Objection],
+    vectors: np.ndarray,
+) -> np.ndarray:
+    """For each free objection and taught theme, how much it resembles the theme's likest example
+    or placed objection, where that is at least NEAR (else 0): a paraphrase of one example, or of
+    what a marketer placed, joins its theme even when the theme's centre is elsewhere."""
+    index = {theme_id: k for k, theme_id in enumerate(centres)}
+    chosen: list[np.ndarray] = []
+    owners: list[int] = []
+    for theme_id, sentences in taught.items():
+        if theme_id in index and sentences:
+            chosen.append(semantic.vectors(sentences))
+            owners.extend([index[theme_id]] * len(sentences))
+    placed = [i for i, o in enumerate(recent) if o.placed and o.theme_id in index][:EXEMPLARS]
+    if placed:
+        chosen.append(vectors[placed])
+        owners.extend(index[recent[i].theme_id] for i in placed)
+    near = np.zeros((len(own), len(centres)), dtype=np.float32)
+    if not chosen:
+        return near
+    alike = own @ np.vstack(chosen).T
+    owner = np.array(owners)
+    for k in set(owners):
+        best = alike[:, owner == k].max(axis=1)
+        near[:, k] = np.where(best >= NEAR, best, 0.0)
+    return near
 
 
 def _clusters(vectors: np.ndarray, threshold: float) -> list[list[int]]:
