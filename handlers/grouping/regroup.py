@@ -338,7 +338,6 @@ def _apply(session: Session, ctx: Context, recent: list[_Objection], plan: _Plan
             sa.select(col(Theme.id)).where(col(Theme.merged_into_id).is_not(None))
         )
     }
-    new: dict[int, int] = {}
     touched: set[int] = set()
     was = {o.id: o for o in recent}
     groups: dict[int, list[_Objection]] = defaultdict(list)
@@ -364,7 +363,6 @@ def _apply(session: Session, ctx: Context, recent: list[_Objection], plan: _Plan
             public = [o.text for o in members if not o.confidential]
             theme = themes.new_theme(session, public[0] if public else None, now)
             assert theme.id is not None
-            new[target] = theme.id
             done.new_themes += 1
             target = theme.id
         elif target in merged:
