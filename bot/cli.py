@@ -234,6 +234,11 @@ def import_command(
         more = f"\n  … and {len(result.problems) - 50} more" if len(result.problems) > 50 else ""
         fail(f"{file}: nothing was loaded; fix these and run it again:\n  " + "\n  ".join(shown) + more)
     typer.echo(f"{file}: {result.loaded} objections loaded, each with its theme.")
+    if result.ignored:
+        typer.echo(
+            f"{file}: columns left out: {', '.join(result.ignored)} "
+            f"(Touchline reads {', '.join(sorted(exports.IMPORT_COLUMNS))}; it finds the themes itself)."
+        )
     if result.regrouped:
         typer.echo(f"{file}: themes {result.regrouped}.")
     if result.already:

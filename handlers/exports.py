@@ -164,6 +164,7 @@ class Imported:
     problems: list[str]
     already: int = 0  # rows skipped: the same objection was there already (imported before)
     regrouped: str = ""  # what the regrouping after the import did
+    ignored: tuple[str, ...] = ()  # columns Touchline does not read, left out
 
 
 def import_objections(
@@ -177,17 +178,15 @@ def import_objections(
     people = _people(ctx)
     taxonomy = ctx.org.objections
     problems: list[str] = []
+    ignored: set[str] = set()
     ready: list[tuple[Mapping[str, str], datetime, int | None]] = []
     zone = ZoneInfo(ctx.org.organisation.timezone)
     today = ctx.now().astimezone(zone).date()
     for line, row in enumerate(rows, first_line):
         where = f"{source}:{line}"
-        unknown = sorted(set(row) - IMPORT_COLUMNS - {""})
-        if unknown:
-            problems.append(
-                f"{where}: unknown column {', '.join(unknown)} (columns: {', '.join(sorted(IMPORT_COLUMNS))})"
-            )
-            continue
+        # A spreadsheet from another tool has columns of its own (an id, the account, a label):
+        # they are left out, and said so, rather than refusing the file.
+        ignored.update(set(row) - IMPORT_COLUMNS - {""})
         text = (row.get("text") or "").strip()
         if not text:
             problems.append(f"{where}: text is empty")
@@ -222,7 +221,7 @@ def import_objections(
                 problems.append(f"{where}: {column} is longer than 100 characters")
         ready.append((row, when.astimezone(UTC), reporter))
     if problems:
-        return Imported(0, problems)
+        return Imported(0, problems, ignored=tuple(sorted(ignored)))
     with ctx.db.session() as session:
         # The same file imported again adds nothing: a row is already there when an objection
         # with the same text, day and rep is (a row without a date: on any day), as many times
@@ -274,7 +273,7 @@ def import_objections(
     # Many objections at once: their themes are worked out again together, as the weekly
     # regrouping would, rather than left as each one found them alone.
     regrouped = regroup.regroup(ctx).summary() if loaded else ""
-    return Imported(loaded, [], already=skipped, regrouped=regrouped)
+    return Imported(loaded, [], already=skipped, regrouped=regrouped, ignored=tuple(sorted(ignored)))
 
 
 def _already_there(

@@ -206,8 +206,11 @@ def test_importing_a_file_regroups_and_the_export_shows_the_themes(tmp_path: Pat
     config = yaml.safe_load((ROOT / "app.yaml").read_text(encoding="utf-8"))
     assert config["objections"]["grouping"] == "semantic"  # as shipped
     file = tmp_path / "objections.csv"
+    # With a column of the spreadsheet's own (a label), which is left out, not refused.
     file.write_text(
-        "text\n" + "\n".join(f'"{t}"' for t in SIGN_IN) + '\n"Too expensive for what it does"\n',
+        "text,label\n"
+        + "\n".join(f'"{t}",sso' for t in SIGN_IN)
+        + '\n"Too expensive for what it does",price\n',
         encoding="utf-8",
     )
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}"}
@@ -215,6 +218,7 @@ def test_importing_a_file_regroups_and_the_export_shows_the_themes(tmp_path: Pat
     done = run_cli("import", "objections", str(file), env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "themes regrouped 5 objections" in done.stdout
+    assert "columns left out: label" in done.stdout
     exported = run_cli("export", "objections", "--format", "json", env=env)
     found = {o["text"]: o["theme_id"] for o in json.loads(exported.stdout)}
     assert (
