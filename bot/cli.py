@@ -225,7 +225,7 @@ def import_command(
         fail(f"{file}: not a readable CSV file ({error}).")
     if not rows:
         fail(f"{file}: no rows below the header.")
-    if "text" not in rows[0]:
+    if "text" not in exports.column_names(rows[0]):
         fail(f"{file}: the header has no 'text' column (it has: {', '.join(k for k in rows[0] if k)}).")
     with running(config) as ctx:
         result = exports.import_objections(ctx, rows, source=str(file))

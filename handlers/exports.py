@@ -4,6 +4,7 @@ objections in from a spreadsheet."""
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -18,6 +19,8 @@ from handlers.context import Context
 from handlers.grouping import regroup
 from storage import audit
 from storage.models import Acknowledgement, Asset, AssetFeedback, Decision, Objection, Person, Theme
+
+log = logging.getLogger(__name__)
 
 OBJECTION_COLUMNS = [
     "id",
@@ -57,7 +60,10 @@ IMPORT_COLUMNS = {
     "deal_stage",
     "deal_size",
     "severity",
+    "confidential",
 }
+CONFIDENTIAL_PLACEHOLDER = "(confidential)"  # what an export shows of a confidential objection's text
+YES, NO = {"true", "yes", "y", "1"}, {"false", "no", "n", "0", ""}
 BATCH = 1000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
@@ -98,7 +104,7 @@ def objection_rows(session: Session, *, include_confidential: bool = False) -> I
             yield {
                 "id": o.id,
                 "date": o.created_at.date().isoformat(),
-                "text": o.text if include_confidential or not o.confidential else "(confidential)",
+                "text": o.text if include_confidential or not o.confidential else CONFIDENTIAL_PLACEHOLDER,
                 "theme_id": o.theme_id,
                 "theme": names.get(o.theme_id, ""),
                 "group_id": o.group_id,
@@ -182,11 +188,20 @@ def import_objections(
     ready: list[tuple[Mapping[str, str], datetime, int | None]] = []
     zone = ZoneInfo(ctx.org.organisation.timezone)
     today = ctx.now().astimezone(zone).date()
+    rows = [column_names(row) for row in rows]
     for line, row in enumerate(rows, first_line):
         where = f"{source}:{line}"
         # A spreadsheet from another tool has columns of its own (an id, the account, a label):
         # they are left out, and said so, rather than refusing the file.
         ignored.update(set(row) - IMPORT_COLUMNS - {""})
+        secret = (row.get("confidential") or "").strip().casefold()
+        if secret not in YES | NO:
+            problems.append(f"{where}: confidential {secret[:20]!r} is not yes or no")
+        elif secret in YES and (row.get("text") or "").strip() == CONFIDENTIAL_PLACEHOLDER:
+            problems.append(
+                f"{where}: the text was left out of the export; "
+                "export with --include-confidential to move confidential objections"
+            )
         text = (row.get("text") or "").strip()
         if not text:
             problems.append(f"{where}: text is empty")
@@ -249,11 +264,17 @@ def import_objections(
                 deal_stage=cell("deal_stage"),
                 deal_size=cell("deal_size"),
                 severity=cell("severity") or "medium",
+                confidential=(cell("confidential") or "").casefold() in YES,
             )
             named, about = objections.competitor_in(objection.text, taxonomy.competitors)
             objection.competitor = objection.competitor or named
             theme = themes.assign(
-                session, ctx, about, hint="competitor" if objection.competitor else "", now=when
+                session,
+                ctx,
+                about,
+                hint="competitor" if objection.competitor else "",
+                confidential=objection.confidential,
+                now=when,
             )
             objection.theme_id = theme.id
             objection.group_id = objections.group_for(session, objection, when)
@@ -272,8 +293,17 @@ def import_objections(
     loaded = len(ready) - skipped
     # Many objections at once: their themes are worked out again together, as the weekly
     # regrouping would, rather than left as each one found them alone.
-    regrouped = regroup.regroup(ctx).summary() if loaded else ""
+    try:
+        regrouped = regroup.regroup(ctx).summary() if loaded else ""
+    except Exception:  # the objections are in; their themes are as recorded until the next regrouping
+        log.exception("themes: the regrouping after an import failed")
+        regrouped = "not regrouped: it failed (the log says why); the weekly regrouping will try again"
     return Imported(loaded, [], already=skipped, regrouped=regrouped, ignored=tuple(sorted(ignored)))
+
+
+def column_names(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A row with its columns named as Touchline names them: "Deal stage" is deal_stage."""
+    return {"_".join((key or "").casefold().split()): value for key, value in row.items()}
 
 
 def _already_there(

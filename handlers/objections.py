@@ -193,6 +193,8 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
             confidential=objection.confidential,
             now=now,
         )
+        if objection.theme_id != theme.id:
+            objection.placed = False  # its new words put it elsewhere: not where a marketer put it
         objection.theme_id = theme.id
     if editing:
         objection.updated_at = now
@@ -212,10 +214,12 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
         objection.group_id = objection.id  # the first of a group of its own
         session.connection().execute(_FOUNDS, {"objection": objection.id})
     if editing:
-        # What it says, or whether it is confidential, changed: so may the names it gave.
+        # What it says, or whether it is confidential, changed: so may the names it gave, and
+        # the themes' sizes and profiles (the theme it left still counted it).
+        session.flush()
         for theme_id in sorted({objection.theme_id, before or objection.theme_id}):
             if (touched := numbered.find(session, Theme, str(theme_id), lock=True)) is not None:
-                themes.settle_name(session, touched)
+                themes.rebuild(session, ctx, touched)
     audit.record(
         session,
         at=now,

@@ -32,6 +32,7 @@ from storage import audit
 from storage.models import Asset, Objection, Theme
 
 NAME_WORDS = 3
+NAME_ATTEMPTS = 20  # "price", "price 2" ... "price 20"
 # Where a theme's name came from. Touchline keeps the automatic ones honest as objections come
 # and go; the others a person (or app.yaml) chose, and they stay.
 TAXONOMY, FOUND, UNNAMED, NAMED, SPLIT = "taxonomy", "found", "unnamed", "named", "split"
@@ -60,6 +61,10 @@ def sync_taxonomy(session: Session, org: Organisation, now: datetime) -> None:
             theme = Theme(key=key, name=_free_name(session, key), origin=TAXONOMY, created_at=now)
         theme.cues = list(cues)
         session.add(theme)
+    for gone in session.exec(select(Theme).where(col(Theme.key).is_not(None))):
+        if gone.key not in org.objections.themes and gone.cues:
+            gone.cues = []  # its theme stays, with its objections; its words no longer route to it
+            session.add(gone)
     session.flush()
 
 
@@ -98,6 +103,7 @@ def candidates(session: Session, now: datetime) -> list[Candidate]:
 # loading of these was a fifth of it).
 _CHOOSING = select(Theme.id, Theme.key, Theme.cues).where(col(Theme.merged_into_id).is_(None))
 _LISTED = _CHOOSING.where(col(Theme.key).is_not(None)).order_by(col(Theme.key))
+_HEIRS = _CHOOSING.where(col(Theme.id).in_(bindparam("ids", expanding=True)))
 _LATEST = (
     _CHOOSING.where(col(Theme.last_heard_at) >= bindparam("since"))
     .order_by(col(Theme.last_heard_at).desc())
@@ -123,9 +129,13 @@ def assign(
     cued = matching.theme_of(f"{text} {hint}", {str(t.id): t.cues for t in listed})
     chosen = next((t.id for t in themes if str(t.id) == cued), None)
     if chosen is None:
-        profiles = _profiles(session, themes)
         taught = _taught(grouper.name, _examples(ctx))
         teaching = taught_by(session, taught)
+        # An heir of a merged taxonomy theme may be quiet for long: its examples still teach it.
+        quiet = sorted(set(teaching) - {t.id for t in themes})
+        if quiet:
+            themes += [Candidate(*row) for row in session.connection().execute(_HEIRS, {"ids": quiet})]
+        profiles = _profiles(session, themes)
         scored = []
         for t in themes:
             # Like the theme's objections so far, or like the sentences app.yaml gives as the
@@ -323,7 +333,10 @@ def honest(name: str, texts: Sequence[str]) -> bool:
     ("price cut", "price cut 2" after "a price cut now"; "sso okta" after two objections)."""
     said = {w for text in texts for w in _meaningful(text)}
     named = re.findall(r"[^\W_]+", name.casefold())
-    if named and named[-1].isdigit() and not set(named) <= said:
+    # "price cut 2": the number take_name adds, not one an objection said (else "budget 450"
+    # would pass on "the budget is too tight" after "budget is 450" went confidential).
+    suffix = len(named) > 1 and named[-1].isdigit() and 2 <= int(named[-1]) <= NAME_ATTEMPTS
+    if suffix and not set(named) <= said:
         named = named[:-1]
     return (bool(named) and set(named) <= said) or any(name_for(text) == name for text in texts)
 
@@ -334,7 +347,7 @@ def _meaningful(text: str) -> list[str]:
 
 def take_name(session: Session, theme: Theme, base: str, origin: str) -> None:
     """Give `theme` the name `base`, or `base 2`, `base 3`... when another theme has it."""
-    for attempt in range(20):
+    for attempt in range(NAME_ATTEMPTS):
         name = base if attempt == 0 else f"{base} {attempt + 1}"
         taken = session.exec(select(Theme.id).where(Theme.name == name, col(Theme.id) != theme.id)).first()
         if taken is not None:
@@ -588,10 +601,17 @@ def prepare_rebuild(ctx: Context, theme_ids: Sequence[int], *, since: datetime |
 
 def rebuild(session: Session, ctx: Context, theme: Theme) -> None:
     """Recompute a theme's profile and size from the objections it has now, and keep its name honest."""
+    # Locked first: an objection being recorded into it commits before it is counted, so that
+    # its +1 is not overwritten by a count that did not see it.
+    session.connection().execute(_LOCKED, {"theme": theme.id})
     texts = list(session.exec(select(Objection.text).where(Objection.theme_id == theme.id).limit(SAID_LIMIT)))
     grouper = grouping.grouper_named(ctx.org.objections.grouping)
     theme.profile = grouper.absorb({}, texts) if texts else {}
-    theme.size = len(texts)
+    theme.size = (
+        len(texts)
+        if len(texts) < SAID_LIMIT
+        else session.exec(select(func.count()).where(Objection.theme_id == theme.id)).one()
+    )
     session.add(theme)
     settle_name(session, theme)
 

@@ -13,7 +13,7 @@ from bot.config import parse_organisation_text
 from handlers import directory, exports, inbound, setup, strategy
 from handlers.context import Actor, Context
 from storage.database import Database, migrate
-from storage.models import AuditEntry, Objection
+from storage.models import AuditEntry, Objection, Theme
 from tests.cli import run_cli
 from tests.conftest import ORG_YAML, ROOT
 from tests.fakes import rows, theme_of
@@ -237,3 +237,39 @@ def test_importing_the_same_file_again_adds_nothing_and_says_so(files: dict[str,
     assert code == 0 and "1 objections loaded" in out and "4 rows skipped" in out, err
     code, out, _ = cli(files, "export", "objections", "--format", "json")
     assert sorted(o["text"] for o in json.loads(out)) == ["No SSO"] + ["Too expensive"] * 4
+
+
+def test_an_import_reads_headers_in_any_case_and_keeps_confidential_objections_confidential(
+    ctx: Context,
+) -> None:
+    secret = "Project Nightjar: they plan to buy Globex"
+    result = exports.import_objections(
+        ctx,
+        [
+            {"Text": secret, "Date": "2026-10-01", "Severity": "high", "Confidential": "yes", "Account": "x"},
+            {"Text": "Onboarding takes far too long", "Date": "2026-10-02", "Confidential": "no"},
+        ],
+        source="moved.csv",
+    )
+    assert (result.loaded, result.problems, result.ignored) == (2, [], ("account",))
+    hidden, public = rows(ctx.db, Objection)
+    assert (hidden.confidential, hidden.severity, hidden.created_at.date().isoformat()) == (
+        True,
+        "high",
+        "2026-10-01",
+    )
+    assert not public.confidential
+    assert all(
+        "nightjar" not in t.name.casefold() and "globex" not in t.name.casefold() for t in rows(ctx.db, Theme)
+    )
+    # An export without the confidential text cannot be loaded back as if it were the text.
+    refused = exports.import_objections(
+        ctx,
+        [{"text": "(confidential)", "confidential": "True"}, {"text": "x", "confidential": "maybe"}],
+        source="e.csv",
+    )
+    assert refused.loaded == 0 and refused.problems == [
+        "e.csv:2: the text was left out of the export; "
+        "export with --include-confidential to move confidential objections",
+        "e.csv:3: confidential 'maybe' is not yes or no",
+    ]

@@ -226,3 +226,58 @@ def test_importing_a_file_regroups_and_the_export_shows_the_themes(tmp_path: Pat
     )
     again = run_cli("regroup", env=env)
     assert again.returncode == 0 and "0 moved" in again.stdout, again.stdout + again.stderr
+
+
+def _sizes_are_counts(db: Database) -> None:
+    objections = rows(db, Objection)
+    for theme in rows(db, Theme):
+        assert theme.size == sum(o.theme_id == theme.id for o in objections), theme.name
+
+
+def test_a_number_only_a_confidential_objection_said_does_not_stay_in_a_theme_s_name(
+    db: Database, clock: Clock
+) -> None:
+    ctx = _ctx(db, clock, {}, grouping="words")
+    first = _log(ctx, "rep1", "Budget is 450 at most")
+    _log(ctx, "rep2", "The budget is too tight")
+    theme = _theme_of(db, first)
+    assert theme.name == "budget 450"
+    form = inbound.command(ctx, directory.console_actor(ctx, "rep1"), "objection", f"edit {first.id}").form
+    assert form is not None
+    values = {"text": first.text, "severity": "medium", "confidential": True, **form.state}
+    inbound.submit(ctx, directory.console_actor(ctx, "rep1"), form.form_id, values)
+    assert "450" not in _theme_of(db, first).name
+    _sizes_are_counts(db)
+
+
+def test_an_edit_that_moves_a_placed_objection_unplaces_it_and_sizes_stay_counts(
+    db: Database, clock: Clock
+) -> None:
+    ctx = _ctx(db, clock, {"price": ["price", "expensive"]})
+    moved = _log(ctx, "rep1", "The app crashes on older phones")
+    other = _log(ctx, "rep2", "Their field staff work offline")
+    assert "is now in" in _marketer(ctx, f"move {moved.id} to {other.theme_id}")
+    form = inbound.command(ctx, directory.console_actor(ctx, "rep1"), "objection", f"edit {moved.id}").form
+    assert form is not None
+    values = {"text": "Far too expensive for them", "severity": "medium", "confidential": False, **form.state}
+    inbound.submit(ctx, directory.console_actor(ctx, "rep1"), form.form_id, values)
+    [now] = rows(db, Objection, id=moved.id)
+    assert _theme_of(db, now).key == "price" and not now.placed
+    _sizes_are_counts(db)
+    regroup.regroup(ctx)
+    _sizes_are_counts(db)
+
+
+def test_a_theme_key_removed_from_app_yaml_no_longer_takes_objections_by_its_cue_words(
+    db: Database, clock: Clock
+) -> None:
+    both = _ctx(db, clock, {"price": ["price", "expensive"], "budget": ["budget"]})
+    assert _theme_of(db, _log(both, "rep1", "No budget left this year")).key == "budget"
+    only_price = _ctx(db, clock, {"price": ["price", "expensive"]})
+    assert rows(db, Theme, key="budget")[0].cues == []
+    regroup.regroup(only_price)
+    later = _log(only_price, "rep2", "budget")
+    assert (
+        _theme_of(db, later).key != "budget" or _theme_of(db, later).size > 0
+    )  # by meaning, not by its words
+    assert regroup.regroup(only_price).moved == 0  # recording and regrouping agree

@@ -74,7 +74,7 @@ class _Objection:
     theme_id: int
     confidential: bool
     fixed: bool  # placed by a marketer, or a cue word's: never moved
-    placed: bool  # by a marketer
+    placed: bool  # by a marketer (when read)
     about: str  # what its meaning is taken from: the text, a competitor's name said as "competitor"
     stored: int  # the theme it was in when read
 
@@ -102,8 +102,8 @@ def regroup(ctx: Context) -> Regrouped:
             return Regrouped(skipped=f"the model could not load ({unavailable})")
         # The themes that gain or lose objections are rebuilt in the write transaction: what
         # that reads is encoded before it.
-        moving = [o for o in recent if plan.theme_of[o.id] != o.theme_id]
-        changing = {o.theme_id for o in moving} | {
+        moving = [o for o in recent if plan.theme_of[o.id] != o.stored]
+        changing = {o.stored for o in moving} | {
             plan.theme_of[o.id] for o in moving if plan.theme_of[o.id] > 0
         }
         themes.prepare_rebuild(ctx, sorted(changing))
@@ -343,39 +343,46 @@ def _apply(session: Session, ctx: Context, recent: list[_Objection], plan: _Plan
     groups: dict[int, list[_Objection]] = defaultdict(list)
     for object_id, target in plan.theme_of.items():
         groups[target].append(was[object_id])
-    stored = dict(
-        session.connection()
-        .execute(
-            sa.select(col(Objection.id), col(Objection.theme_id)).where(
+    now_there = {
+        row.id: (row.theme_id, row.placed)
+        for row in session.connection().execute(
+            sa.select(col(Objection.id), col(Objection.theme_id), col(Objection.placed)).where(
                 col(Objection.id).in_(bindparam("ids", expanding=True))
             ),
             {"ids": list(was)},
         )
-        .all()
-    )
-    if any(stored.get(o.id, o.stored) != o.stored for o in recent):
+    }
+    # Moved, placed (a rename places without moving) or split meanwhile: plan again.
+    if any(now_there.get(o.id, (o.stored, o.placed)) != (o.stored, o.placed) for o in recent):
         raise _Stale
+    stored = {object_id: theme_id for object_id, (theme_id, _) in now_there.items()}
     for target, members in sorted(groups.items()):
         movers = [o for o in members if stored.get(o.id) not in (None, target)]
         if not movers:
             continue
+        new = None
         if target < 0:
             public = [o.text for o in members if not o.confidential]
-            theme = themes.new_theme(session, public[0] if public else None, now)
-            assert theme.id is not None
-            done.new_themes += 1
-            target = theme.id
+            new = themes.new_theme(session, public[0] if public else None, now)
+            assert new.id is not None
+            target = new.id
         elif target in merged:
             continue
+        moved = 0
         for o in movers:
-            moved = (
+            if (
                 session.connection()
                 .execute(_MOVE, {"object": o.id, "was": stored[o.id], "to": target})
                 .rowcount
-            )
-            if moved:
-                done.moved += 1
+            ):
+                moved += 1
                 touched.update({stored[o.id], target})
+        done.moved += moved
+        if new is not None and moved:
+            done.new_themes += 1
+        elif new is not None:
+            session.delete(new)  # a marketer placed them all a moment ago: no empty theme is left
+            session.flush()
     session.flush()
     session.expire_all()
     corpus = _document_frequencies([o.text for o in recent if not o.confidential])
