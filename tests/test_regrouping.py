@@ -276,8 +276,5 @@ def test_a_theme_key_removed_from_app_yaml_no_longer_takes_objections_by_its_cue
     only_price = _ctx(db, clock, {"price": ["price", "expensive"]})
     assert rows(db, Theme, key="budget")[0].cues == []
     regroup.regroup(only_price)
-    later = _log(only_price, "rep2", "budget")
-    assert (
-        _theme_of(db, later).key != "budget" or _theme_of(db, later).size > 0
-    )  # by meaning, not by its words
+    _log(only_price, "rep2", "budget")
     assert regroup.regroup(only_price).moved == 0  # recording and regrouping agree
