@@ -245,20 +245,23 @@ _FOUNDS = (
 )
 
 
+ANOTHER = "another vendor"  # what a competitor's name is said as when finding a theme
 _VERSUS = re.compile(r"\b(?:vs\.?|versus|against)\s+([A-Z][\w&.-]{1,40}(?:\s+[A-Z][\w&.-]{1,40})?)")
 
 
 def competitor_in(text: str, known: Sequence[str]) -> tuple[str | None, str]:
     """The competitor a text names (one app.yaml lists, by its name as a whole word in any case,
     or a capitalised name after "vs", "versus" or "against"), and the text with that name said
-    as "competitor", which is what its theme is found from."""
+    as "another vendor", which is what its theme is found from: which competitor it is makes two
+    objections no more alike, while that it is one is part of what was said ("they are happy
+    with another vendor"); "too expensive vs Acme" is about price, "Acme has an app" about mobile."""
     for name in sorted(known, key=len, reverse=True):
         pattern = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)", re.IGNORECASE)
         if pattern.search(text):
-            return name, pattern.sub("competitor", text)
+            return name, pattern.sub(ANOTHER, text)
     if found := _VERSUS.search(text):
         name = found.group(1).rstrip(".")
-        return name[:100], text[: found.start(1)] + "competitor" + text[found.start(1) + len(name) :]
+        return name[:100], text[: found.start(1)] + ANOTHER + text[found.start(1) + len(name) :]
     return None, text
 
 

@@ -75,7 +75,7 @@ class _Objection:
     confidential: bool
     fixed: bool  # placed by a marketer, or a cue word's: never moved
     placed: bool  # by a marketer (when read)
-    about: str  # what its meaning is taken from: the text, a competitor's name said as "competitor"
+    about: str  # what its meaning is taken from: the text, a competitor's name said as "another vendor"
     stored: int  # the theme it was in when read
 
 
@@ -139,7 +139,7 @@ def _read(
     rows = session.connection().execute(_RECENT, {"since": now - WINDOW, "most": MOST}).all()
     recent = []
     for row in rows:
-        # Compared as it was when recorded: a competitor's name said as "competitor".
+        # Compared as it was when recorded: a competitor's name said as "another vendor".
         _, about = objections.competitor_in(row.text, ctx.org.objections.competitors)
         hint = " competitor" if row.competitor else ""
         cued = matching.theme_of(about + hint, cues) if cues else matching.OTHER
