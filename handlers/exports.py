@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from handlers import objections, themes
+from handlers import objections
 from handlers.context import Context
 from handlers.grouping import regroup
 from storage import audit
@@ -266,17 +266,7 @@ def import_objections(
                 severity=cell("severity") or "medium",
                 confidential=(cell("confidential") or "").casefold() in YES,
             )
-            named, about = objections.competitor_in(objection.text, taxonomy.competitors)
-            objection.competitor = objection.competitor or named
-            theme = themes.assign(
-                session,
-                ctx,
-                about,
-                hint="competitor" if objection.competitor else "",
-                confidential=objection.confidential,
-                now=when,
-            )
-            objection.theme_id = theme.id
+            objection.theme_id = objections.theme_for(session, ctx, objection, when).id
             objection.group_id = objections.group_for(session, objection, when)
             session.add(objection)
             session.flush()

@@ -180,19 +180,13 @@ def log(session: Session, ctx: Context, actor: Actor, values: Mapping[str, Any])
     objection.confidential = bool(clean["confidential"])
     # A competitor the text names is the objection's competitor, not what it is about: "too
     # expensive vs Acme" is a price objection, competitor Acme.
-    named, about = competitor_in(clean["text"], ctx.org.objections.competitors)
-    if named and not objection.competitor:
-        objection.competitor = named
     theme: themes.Assigned | None = None
-    if rethink:
-        theme = themes.assign(
-            session,
-            ctx,
-            about,
-            hint="competitor" if objection.competitor else "",
-            confidential=objection.confidential,
-            now=now,
+    if not rethink:
+        objection.competitor = (
+            objection.competitor or competitor_in(objection.text, ctx.org.objections.competitors)[0]
         )
+    else:
+        theme = theme_for(session, ctx, objection, now)
         if objection.theme_id != theme.id:
             objection.placed = False  # its new words put it elsewhere: not where a marketer put it
         objection.theme_id = theme.id
@@ -263,6 +257,21 @@ def competitor_in(text: str, known: Sequence[str]) -> tuple[str | None, str]:
         name = found.group(1).rstrip(".")
         return name[:100], text[: found.start(1)] + ANOTHER + text[found.start(1) + len(name) :]
     return None, text
+
+
+def compared(text: str, competitor: str | None, known: Sequence[str]) -> tuple[str | None, str, str]:
+    """What an objection's theme is found from: the competitor its text names, the text with
+    that name said as "another vendor", and the hint a named competitor adds to the cue words."""
+    named, about = competitor_in(text, known)
+    return named, about, "competitor" if competitor or named else ""
+
+
+def theme_for(session: Session, ctx: Context, objection: Objection, now: datetime) -> themes.Assigned:
+    """The theme for an objection being recorded, imported or edited; a competitor its text
+    names fills its competitor field, if that is empty."""
+    named, about, hint = compared(objection.text, objection.competitor, ctx.org.objections.competitors)
+    objection.competitor = objection.competitor or named
+    return themes.assign(session, ctx, about, hint=hint, confidential=objection.confidential, now=now)
 
 
 def group_for(session: Session, objection: Objection, now: datetime) -> int | None:

@@ -331,7 +331,7 @@ def _name_after(session: Session, theme: Theme, text: str) -> None:
 def honest(name: str, texts: Sequence[str]) -> bool:
     """Whether an automatic name says only what `texts` say: each of its words is one of theirs
     ("price cut", "price cut 2" after "a price cut now"; "sso okta" after two objections)."""
-    said = {w for text in texts for w in _meaningful(text)}
+    said = {w for text in texts for w in meaningful(text)}
     named = re.findall(r"[^\W_]+", name.casefold())
     # "price cut 2": the number take_name adds, not one an objection said (else "budget 450"
     # would pass on "the budget is too tight" after "budget is 450" went confidential).
@@ -341,7 +341,8 @@ def honest(name: str, texts: Sequence[str]) -> bool:
     return (bool(named) and set(named) <= said) or any(name_for(text) == name for text in texts)
 
 
-def _meaningful(text: str) -> list[str]:
+def meaningful(text: str) -> list[str]:
+    """The words of `text` a name may take: casefolded, no stop words, no single letters."""
     return [w for w in re.findall(r"[^\W_]+", text.casefold()) if w not in STOP_WORDS and len(w) > 1]
 
 
@@ -365,7 +366,7 @@ def take_name(session: Session, theme: Theme, base: str, origin: str) -> None:
 
 def name_for(text: str) -> str:
     """A first name for a theme found in what reps write: its first few meaningful words."""
-    return clip(" ".join(_meaningful(text)[:NAME_WORDS]) or "unnamed", 60)
+    return clip(" ".join(meaningful(text)[:NAME_WORDS]) or "unnamed", 60)
 
 
 def _free_name(session: Session, wanted: str) -> str:

@@ -26,7 +26,6 @@ from sqlmodel import Session, col
 from handlers import matching, objections, themes
 from handlers.context import Context
 from handlers.grouping import semantic
-from handlers.matching import STOP_WORDS
 from storage import audit
 from storage.database import serialize
 from storage.models import Objection, Theme
@@ -140,9 +139,8 @@ def _read(
     recent = []
     for row in rows:
         # Compared as it was when recorded: a competitor's name said as "another vendor".
-        _, about = objections.competitor_in(row.text, ctx.org.objections.competitors)
-        hint = " competitor" if row.competitor else ""
-        cued = matching.theme_of(about + hint, cues) if cues else matching.OTHER
+        _, about, hint = objections.compared(row.text, row.competitor, ctx.org.objections.competitors)
+        cued = matching.theme_of(f"{about} {hint}", cues) if cues else matching.OTHER
         recent.append(
             _Objection(
                 row.id,
@@ -425,11 +423,7 @@ def _document_frequencies(texts: list[str]) -> tuple[int, Counter[str]]:
 
 
 def _words(text: str) -> list[str]:
-    return [
-        w
-        for w in re.findall(r"[^\W_]+", text.casefold())
-        if w not in STOP_WORDS and len(w) > 1 and not w.isdigit()
-    ]
+    return [w for w in themes.meaningful(text) if not w.isdigit()]
 
 
 def distinct_words(texts: list[str], corpus: tuple[int, Counter[str]]) -> list[str]:

@@ -4,7 +4,6 @@ load, grouping falls back to words, and `touchline check` says so."""
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -64,10 +63,6 @@ def vectors(texts: Sequence[str]) -> np.ndarray:
     return np.vstack([known[text] for text in texts])
 
 
-def _embedding(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in vectors([text])[0])
-
-
 class SentenceGrouper:
     """Compares an objection's sentence embedding with the sum of its theme's embeddings."""
 
@@ -80,9 +75,9 @@ class SentenceGrouper:
         total: list[float] = profile.get("sum", [])
         if not total:
             return 0.0
-        mine = _embedding(text)
-        dot = sum(a * b for a, b in zip(mine, total, strict=True))
-        return dot / (math.sqrt(sum(v * v for v in total)) or 1.0)
+        summed = np.asarray(total, dtype=np.float32)
+        # In NumPy: a recorded objection is compared with every recent theme's profile.
+        return float(vectors([text])[0] @ summed) / (float(np.linalg.norm(summed)) or 1.0)
 
     def absorb(self, profile: Profile, texts: Sequence[str]) -> Profile:
         total = list(profile.get("sum", [])) or [0.0] * minilm.WIDTH
